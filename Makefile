@@ -1,0 +1,85 @@
+# edgeunit Makefile. Every tool is built from Go modules into bin/.
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+BIN ?= $(CURDIR)/bin
+CONTROLLER_GEN_VERSION ?= v0.21.0
+CONTROLLER_GEN ?= $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
+ENVTEST_DIR ?= $(BIN)/k8s
+KUBEBUILDER_ASSETS ?= $(ENVTEST_DIR)
+export KUBEBUILDER_ASSETS
+IMG ?= ghcr.io/edgeunit/edgeunit:latest
+GO_TEST_FLAGS ?=
+
+.PHONY: all
+all: build
+
+##@ Development
+
+$(CONTROLLER_GEN):
+	mkdir -p $(BIN)
+	GOBIN=$(BIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	mv $(BIN)/controller-gen $(CONTROLLER_GEN)
+
+.PHONY: generate
+generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
+
+.PHONY: manifests
+manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration.
+	$(CONTROLLER_GEN) rbac:roleName=edgeunit-manager crd webhook paths="./api/...;./controllers/...;./webhooks/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+
+.PHONY: verify-gen
+verify-gen: generate manifests ## Fail if generated files are out of date.
+	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+		echo "generated files are out of date; run 'make generate manifests' and commit:"; \
+		git status --porcelain -- api config; git --no-pager diff -- api config | head -50; exit 1; fi
+
+.PHONY: fmt
+fmt:
+	go fmt ./...
+
+.PHONY: vet
+vet:
+	go vet ./...
+
+.PHONY: envtest
+envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once).
+	./hack/build-k8s.sh
+
+.PHONY: build
+build: ## Build every binary into bin/.
+	go build -o $(BIN)/ ./cmd/...
+
+##@ Test
+
+.PHONY: test
+test: envtest vet ## Unit, envtest and integration tests.
+	go test $(GO_TEST_FLAGS) -count=1 -timeout 30m ./...
+
+.PHONY: bench
+bench: envtest ## Benchmarks (see test/bench).
+	go test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/...
+
+.PHONY: demo
+demo: envtest build ## Start the embedded local environment.
+	$(BIN)/edgeunit-demo --assets $(ENVTEST_DIR)
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+	kubectl apply --server-side -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the manager into the cluster of the current kubeconfig.
+	kubectl apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy:
+	kubectl delete --ignore-not-found -k config/default
+
+.PHONY: help
+help:
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)

@@ -1,0 +1,46 @@
+package v1alpha1
+
+// Condition types.
+const (
+	// ConditionReady is the summary condition of every kind.
+	ConditionReady = "Ready"
+	// ConditionNodesSynced says every member node carries the pool's labels,
+	// annotations and taints.
+	ConditionNodesSynced = "NodesSynced"
+
+	// ConditionHubReady says the edge hub runs on every node of the unit.
+	ConditionHubReady = "HubReady"
+	// ConditionTunnelConnected says every node's tunnel agent is connected.
+	ConditionTunnelConnected = "TunnelConnected"
+	// ConditionTopologyProgrammed says service topology is in place.
+	ConditionTopologyProgrammed = "TopologyProgrammed"
+	// ConditionNetworkBound says pod IP and VTEP bindings are recorded.
+	ConditionNetworkBound = "NetworkBound"
+
+	// ConditionServersReady says the tunnel-server replicas are available.
+	ConditionServersReady = "ServersReady"
+	// ConditionCertificateReady says the serving certificate is valid.
+	ConditionCertificateReady = "CertificateReady"
+)
+
+// Condition reasons.
+const (
+	ReasonSynced          = "Synced"
+	ReasonSyncing         = "Syncing"
+	ReasonSyncFailed      = "SyncFailed"
+	ReasonKeyConflict     = "KeyConflict"
+	ReasonNoNodes         = "NoNodes"
+	ReasonDeleting        = "Deleting"
+	ReasonAvailable       = "Available"
+	ReasonProgressing     = "Progressing"
+	ReasonUnavailable     = "Unavailable"
+	ReasonNotFound        = "NotFound"
+	ReasonInvalid         = "Invalid"
+	ReasonDisabled        = "Disabled"
+	ReasonConnected       = "Connected"
+	ReasonNotConnected    = "NotConnected"
+	ReasonIssued          = "Issued"
+	ReasonIssueFailed     = "IssueFailed"
+	ReasonComponentsReady = "ComponentsReady"
+	ReasonNotReady        = "NotReady"
+)

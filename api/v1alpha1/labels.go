@@ -1,0 +1,39 @@
+package v1alpha1
+
+// Keys this project writes on objects it does not own. Users may not set keys
+// under Prefix through a NodePool: they belong to the controllers.
+const (
+	// Prefix is the prefix of every label and annotation the project owns.
+	Prefix = "edge.edgeunit.io/"
+
+	// LabelNodePool on a Node names the NodePool it belongs to. Users (or
+	// their provisioning) set it; the controllers only read it.
+	LabelNodePool = Prefix + "nodepool"
+	// LabelUnit on a Node names the EdgeUnit whose pools contain it. Set by
+	// the EdgeUnit controller.
+	LabelUnit = Prefix + "unit"
+	// LabelPoolType on a Node is the type of its pool, lower case ("edge" or
+	// "cloud").
+	LabelPoolType = Prefix + "pool-type"
+	// LabelAutonomy on a Node is "true" while its pool has autonomy enabled.
+	LabelAutonomy = Prefix + "autonomy"
+
+	// AnnotationAutonomyDuration on a Node is how long its pods survive a lost
+	// cloud link ("unbounded" or a Go duration).
+	AnnotationAutonomyDuration = Prefix + "autonomy-duration"
+	// AnnotationManaged on a Node records which labels, annotations and
+	// taints the NodePool controller set, so it removes exactly those and
+	// nothing another writer owns.
+	AnnotationManaged = Prefix + "managed"
+
+	// AnnotationTopology on a Service selects service topology: "unit" or
+	// "node".
+	AnnotationTopology = Prefix + "topology"
+
+	// FinalizerNodePool holds a NodePool until its keys are off its nodes.
+	FinalizerNodePool = Prefix + "nodepool-cleanup"
+
+	// AutonomyUnbounded is the autonomy duration annotation's value when pods
+	// are never evicted for a lost link.
+	AutonomyUnbounded = "unbounded"
+)

@@ -1,0 +1,169 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ServiceType is how the tunnel servers are exposed.
+// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+type ServiceType string
+
+// TunnelExposure says how edge agents reach the tunnel servers.
+// +kubebuilder:validation:XValidation:rule="self.type != 'ClusterIP' || size(self.addresses) > 0",message="addresses are required when type is ClusterIP: edge agents cannot reach a ClusterIP"
+type TunnelExposure struct {
+	// type of the Service in front of the servers.
+	// +optional
+	// +kubebuilder:default=LoadBalancer
+	Type ServiceType `json:"type,omitempty"`
+	// addresses agents dial (host names or IPs), in addition to what the
+	// Service reports. Also put in the serving certificate.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=8
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=253
+	Addresses []string `json:"addresses,omitempty"`
+	// annotations for the Service, such as a cloud load balancer's settings.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// TunnelPorts are the servers' listener ports.
+// +kubebuilder:validation:XValidation:rule="self.agent != self.connect && self.agent != self.passthrough && self.connect != self.passthrough",message="agent, connect and passthrough ports must differ"
+type TunnelPorts struct {
+	// agent is the mTLS port agents dial.
+	// +optional
+	// +kubebuilder:default=10262
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Agent int32 `json:"agent,omitempty"`
+	// connect is the HTTP CONNECT port kube-apiserver's egress selector uses.
+	// +optional
+	// +kubebuilder:default=10263
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Connect int32 `json:"connect,omitempty"`
+	// passthrough is the TLS passthrough port routed by SNI, for scrapers.
+	// +optional
+	// +kubebuilder:default=10264
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Passthrough int32 `json:"passthrough,omitempty"`
+}
+
+// TunnelEndpointSpec is the desired state of a TunnelEndpoint.
+type TunnelEndpointSpec struct {
+	// replicas of the tunnel server. Agents connect to every replica.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=16
+	Replicas *int32 `json:"replicas,omitempty"`
+	// image of the tunnel server; the manager's default when unset.
+	// +optional
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image,omitempty"`
+	// service says how agents reach the servers.
+	// +optional
+	Service TunnelExposure `json:"service,omitempty"`
+	// ports of the servers' listeners.
+	// +optional
+	Ports TunnelPorts `json:"ports,omitempty"`
+	// certificateLifetime of the servers' serving certificates; they are
+	// renewed at two thirds of it.
+	// +optional
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h') && duration(self) <= duration('8760h')",message="certificateLifetime must be between 1h and 8760h"
+	CertificateLifetime *metav1.Duration `json:"certificateLifetime,omitempty"`
+	// resources of the server container.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// ConnectedAgent is an agent connected to the servers.
+type ConnectedAgent struct {
+	// node the agent runs on.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Node string `json:"node"`
+	// servers is how many server replicas the agent is connected to.
+	// +optional
+	Servers int32 `json:"servers,omitempty"`
+	// lastSeen is when a server last heard from the agent.
+	// +optional
+	LastSeen metav1.Time `json:"lastSeen,omitempty"`
+}
+
+// TunnelEndpointStatus is the observed state of a TunnelEndpoint.
+type TunnelEndpointStatus struct {
+	// observedGeneration is the generation the status was computed for.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// readyServers is the number of available server replicas.
+	// +optional
+	ReadyServers int32 `json:"readyServers,omitempty"`
+	// addresses agents should dial, from spec and the Service.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	Addresses []string `json:"addresses,omitempty"`
+	// connectedAgents is the number of connected agents.
+	// +optional
+	ConnectedAgents int32 `json:"connectedAgents,omitempty"`
+	// agents lists connected agents, at most 256; connectedAgents has the
+	// full number.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	// +kubebuilder:validation:MaxItems=256
+	Agents []ConnectedAgent `json:"agents,omitempty"`
+	// conditions: ServersReady, CertificateReady and the summary Ready.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// TunnelEndpoint is a tunnel-server deployment in the cloud that edge agents
+// dial, so the cloud reaches nodes behind NAT.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=te;tunnel,categories=edgeunit
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Servers",type=integer,JSONPath=`.status.readyServers`
+// +kubebuilder:printcolumn:name="Agents",type=integer,JSONPath=`.status.connectedAgents`
+// +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.service.type`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="a TunnelEndpoint name is at most 52 characters: its Deployment and Services are named after it"
+type TunnelEndpoint struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired state of the endpoint.
+	// +optional
+	Spec TunnelEndpointSpec `json:"spec,omitempty"`
+	// status is the observed state of the endpoint.
+	// +optional
+	Status TunnelEndpointStatus `json:"status,omitempty"`
+}
+
+// TunnelEndpointList is a list of TunnelEndpoints.
+// +kubebuilder:object:root=true
+type TunnelEndpointList struct {
+	metav1.TypeMeta `json:",inline"`
+	// +optional
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []TunnelEndpoint `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&TunnelEndpoint{}, &TunnelEndpointList{})
+}

@@ -1,0 +1,49 @@
+// Command manager runs the edgeunit controllers and webhooks.
+package main
+
+import (
+	"flag"
+	"os"
+
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/edgeunit/edgeunit/controllers"
+)
+
+func main() {
+	var o controllers.Options
+	var qps float64
+	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
+	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
+	flag.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks.")
+	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the webhook server.")
+	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "", "Directory holding tls.crt and tls.key for the webhook server.")
+	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles.")
+	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (in-cluster: the pod's).")
+	flag.Float64Var(&qps, "kube-api-qps", controllers.DefaultQPS, "Queries per second to kube-apiserver.")
+	flag.IntVar(&o.Burst, "kube-api-burst", controllers.DefaultBurst, "Burst of queries to kube-apiserver.")
+	flag.IntVar(&o.Concurrency, "concurrency", controllers.DefaultConcurrency, "Workers per controller.")
+	zopts := zap.Options{}
+	zopts.BindFlags(flag.CommandLine)
+	flag.Parse()
+	o.QPS = float32(qps)
+
+	logger := zap.New(zap.UseFlagOptions(&zopts))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
+	log := ctrl.Log.WithName("setup")
+
+	ctx := ctrl.SetupSignalHandler()
+	mgr, err := controllers.NewManager(ctx, ctrl.GetConfigOrDie(), o)
+	if err != nil {
+		log.Error(err, "Setting up the manager")
+		os.Exit(1)
+	}
+	log.Info("Starting manager")
+	if err := mgr.Start(ctx); err != nil {
+		log.Error(err, "Running the manager")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,134 @@
+// Package controllers assembles the edgeunit manager: its caches, controllers
+// and webhooks.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/nodepool"
+	nodepoolwebhook "github.com/edgeunit/edgeunit/webhooks/nodepool"
+)
+
+// Options configure the manager. Zero values take the defaults below.
+type Options struct {
+	MetricsAddr      string
+	ProbeAddr        string
+	WebhookHost      string
+	WebhookPort      int
+	WebhookCertDir   string
+	EnableWebhooks   bool
+	LeaderElection   bool
+	LeaderElectionNS string
+	// QPS and Burst of the manager's API client. The defaults are sized so
+	// a large initial sync is bounded by the apiserver, not by the client.
+	QPS   float32
+	Burst int
+	// Concurrency is the number of workers per controller.
+	Concurrency int
+}
+
+// Defaults for Options.
+const (
+	DefaultQPS         = 300
+	DefaultBurst       = 600
+	DefaultConcurrency = 8
+)
+
+// Scheme returns a scheme with the built-in kinds and edgeunit's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(edgev1.AddToScheme(s))
+	return s
+}
+
+// NewManager builds a manager with every controller and webhook registered.
+func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager, error) {
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
+	if cfg.QPS == 0 {
+		cfg.QPS = DefaultQPS
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	mopts := ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.ProbeAddr,
+		LeaderElection:          o.LeaderElection,
+		LeaderElectionID:        "edgeunit-manager.edge.edgeunit.io",
+		LeaderElectionNamespace: o.LeaderElectionNS,
+		Cache: cache.Options{
+			ByObject: map[client.Object]cache.ByObject{
+				&corev1.Node{}: {Transform: trimNode},
+			},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
+	}
+	if o.EnableWebhooks {
+		mopts.WebhookServer = webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir})
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+	copts := controller.Options{MaxConcurrentReconciles: o.Concurrency, CacheSyncTimeout: 2 * time.Minute}
+	if err := nodepool.SetupWithManager(ctx, mgr, copts); err != nil {
+		return nil, err
+	}
+	if o.EnableWebhooks {
+		if err := nodepoolwebhook.SetupWithManager(mgr); err != nil {
+			return nil, fmt.Errorf("registering NodePool webhook: %w", err)
+		}
+		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			return nil, fmt.Errorf("adding webhook readiness check: %w", err)
+		}
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return nil, fmt.Errorf("adding readiness check: %w", err)
+	}
+	return mgr, nil
+}
+
+// trimNode drops what no controller reads from cached Nodes (managed
+// fields, image lists, volume state): at 10,000 nodes that is most of the
+// cache's memory.
+func trimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	n.ManagedFields = nil
+	n.Status.Images = nil
+	n.Status.VolumesAttached = nil
+	n.Status.VolumesInUse = nil
+	n.Status.NodeInfo = corev1.NodeSystemInfo{KubeletVersion: n.Status.NodeInfo.KubeletVersion}
+	return n, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }

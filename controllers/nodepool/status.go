@@ -1,0 +1,107 @@
+package nodepool
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+)
+
+// maxListedNodes bounds status.nodes; nodeCount has the full number.
+const maxListedNodes = 100
+
+// maxListedConflicts bounds how many conflicting keys a message names.
+const maxListedConflicts = 5
+
+// computeStatus derives a pool's status from its member nodes. Pure: the
+// same pool and nodes always give the same status, so an unchanged pool is
+// never written.
+func computeStatus(pool *edgev1.NodePool, members []corev1.Node) edgev1.NodePoolStatus {
+	st := edgev1.NodePoolStatus{
+		ObservedGeneration: pool.Generation,
+		NodeCount:          int32(len(members)),
+		Unit:               pool.Status.Unit,
+		Conditions:         slices.Clone(pool.Status.Conditions),
+	}
+	want := desiredForPool(pool)
+	var (
+		names     []string
+		pending   int
+		conflicts []string
+	)
+	for i := range members {
+		n := &members[i]
+		names = append(names, n.Name)
+		if nodeReady(n) {
+			st.ReadyNodes++
+		} else {
+			st.NotReadyNodes++
+		}
+		prev, _ := readRecord(n)
+		plan := planNode(n, want, prev)
+		if !plan.empty() {
+			pending++
+		}
+		for _, c := range plan.conflicts {
+			conflicts = append(conflicts, n.Name+": "+c)
+		}
+	}
+	slices.Sort(names)
+	if len(names) > maxListedNodes {
+		names = names[:maxListedNodes]
+	}
+	st.Nodes = names
+
+	synced := metav1.Condition{Type: edgev1.ConditionNodesSynced, ObservedGeneration: pool.Generation}
+	switch {
+	case len(conflicts) > 0:
+		slices.Sort(conflicts)
+		synced.Status, synced.Reason = metav1.ConditionFalse, edgev1.ReasonKeyConflict
+		synced.Message = fmt.Sprintf("%d keys are held by another writer with a different value and were left alone: %s",
+			len(conflicts), strings.Join(firstN(conflicts, maxListedConflicts), "; "))
+	case pending > 0:
+		synced.Status, synced.Reason = metav1.ConditionFalse, edgev1.ReasonSyncing
+		synced.Message = fmt.Sprintf("%d of %d nodes do not carry the pool's keys yet", pending, len(members))
+	case len(members) == 0:
+		synced.Status, synced.Reason = metav1.ConditionTrue, edgev1.ReasonNoNodes
+		synced.Message = "No node carries the label " + edgev1.LabelNodePool + "=" + pool.Name
+	default:
+		synced.Status, synced.Reason = metav1.ConditionTrue, edgev1.ReasonSynced
+		synced.Message = fmt.Sprintf("All %d nodes carry the pool's keys", len(members))
+	}
+	ready := synced
+	ready.Type = edgev1.ConditionReady
+	meta.SetStatusCondition(&st.Conditions, synced)
+	meta.SetStatusCondition(&st.Conditions, ready)
+	return st
+}
+
+func firstN(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
+	}
+	return s
+}
+
+// statusEqual compares statuses ignoring condition transition times, which
+// meta.SetStatusCondition keeps when nothing else changed.
+func statusEqual(a, b edgev1.NodePoolStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+func isReady(conds []metav1.Condition) bool {
+	return meta.IsStatusConditionTrue(conds, edgev1.ConditionReady)
+}
+
+func findCondition(conds []metav1.Condition, t string) metav1.Condition {
+	if c := meta.FindStatusCondition(conds, t); c != nil {
+		return *c
+	}
+	return metav1.Condition{Type: t, Status: metav1.ConditionUnknown}
+}
