@@ -23,6 +23,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/nodepool"
+	webhookcerts "github.com/edgeunit/edgeunit/webhooks/certs"
 	nodepoolwebhook "github.com/edgeunit/edgeunit/webhooks/nodepool"
 )
 
@@ -34,6 +35,12 @@ type Options struct {
 	WebhookPort      int
 	WebhookCertDir   string
 	EnableWebhooks   bool
+	// ProvisionWebhookCert has the manager keep its own webhook serving
+	// certificate (Secret, files, caBundle) in Namespace. Off when OLM or
+	// cert-manager provide it.
+	ProvisionWebhookCert bool
+	// Namespace the manager runs in.
+	Namespace string
 	LeaderElection   bool
 	LeaderElectionNS string
 	// QPS and Burst of the manager's API client. The defaults are sized so
@@ -94,6 +101,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
+	if o.EnableWebhooks && o.ProvisionWebhookCert {
+		if err := provisionWebhookCert(ctx, mgr, o); err != nil {
+			return nil, err
+		}
+	}
 	copts := controller.Options{MaxConcurrentReconciles: o.Concurrency, CacheSyncTimeout: 2 * time.Minute}
 	if err := nodepool.SetupWithManager(ctx, mgr, copts); err != nil {
 		return nil, err
@@ -113,6 +125,33 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		return nil, fmt.Errorf("adding readiness check: %w", err)
 	}
 	return mgr, nil
+}
+
+// Names of the objects config/default installs for the webhook.
+const (
+	WebhookSecret     = "edgeunit-webhook-cert"
+	WebhookService    = "edgeunit-webhook-service"
+	WebhookValidating = "edgeunit-validating-webhook-configuration"
+)
+
+// provisionWebhookCert writes the webhook certificate before the webhook
+// server starts (it reads the files at start) and keeps it renewed.
+func provisionWebhookCert(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if o.Namespace == "" || o.WebhookCertDir == "" {
+		return fmt.Errorf("provisioning the webhook certificate needs the manager's namespace and a cert dir")
+	}
+	direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
+	if err != nil {
+		return fmt.Errorf("creating a client: %w", err)
+	}
+	p := &webhookcerts.Provisioner{
+		Client: direct, Namespace: o.Namespace, Secret: WebhookSecret, Service: WebhookService,
+		CertDir: o.WebhookCertDir, Validating: []string{WebhookValidating}, Interval: time.Hour,
+	}
+	if err := p.Ensure(ctx); err != nil {
+		return fmt.Errorf("provisioning the webhook certificate: %w", err)
+	}
+	return mgr.Add(p)
 }
 
 // trimNode drops what no controller reads from cached Nodes (managed
