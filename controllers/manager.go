@@ -29,18 +29,18 @@ import (
 
 // Options configure the manager. Zero values take the defaults below.
 type Options struct {
-	MetricsAddr      string
-	ProbeAddr        string
-	WebhookHost      string
-	WebhookPort      int
-	WebhookCertDir   string
-	EnableWebhooks   bool
+	MetricsAddr    string
+	ProbeAddr      string
+	WebhookHost    string
+	WebhookPort    int
+	WebhookCertDir string
+	EnableWebhooks bool
 	// ProvisionWebhookCert has the manager keep its own webhook serving
 	// certificate (Secret, files, caBundle) in Namespace. Off when OLM or
 	// cert-manager provide it.
 	ProvisionWebhookCert bool
 	// Namespace the manager runs in.
-	Namespace string
+	Namespace        string
 	LeaderElection   bool
 	LeaderElectionNS string
 	// QPS and Burst of the manager's API client. The defaults are sized so

@@ -8,7 +8,6 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/index"
 )
 
 // FieldOwner is the field manager of every write the NodePool controllers make.
@@ -39,6 +39,9 @@ type PoolReconciler struct {
 
 // SetupWithManager registers the indexes and both NodePool controllers.
 func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Options) error {
+	if err := index.Register(ctx, mgr); err != nil {
+		return err
+	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Node{}, indexPool, poolsOfNode); err != nil {
 		return fmt.Errorf("indexing nodes by pool: %w", err)
 	}
@@ -47,6 +50,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Opt
 		Named("nodepool-node").
 		For(&corev1.Node{}, builder.WithPredicates(nodeKeysChanged)).
 		Watches(&edgev1.NodePool{}, handler.EnqueueRequestsFromMapFunc(nodes.nodesOfPool), builder.WithPredicates(poolSpecChanged)).
+		Watches(&edgev1.EdgeUnit{}, handler.EnqueueRequestsFromMapFunc(nodes.nodesOfUnit), builder.WithPredicates(poolSpecChanged)).
 		WithOptions(opts).
 		Complete(nodes); err != nil {
 		return fmt.Errorf("creating the nodepool-node controller: %w", err)
@@ -56,6 +60,7 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, opts controller.Opt
 		Named("nodepool").
 		For(&edgev1.NodePool{}, builder.WithPredicates(poolSpecChanged)).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(poolsOfNodeRequests), builder.WithPredicates(nodeStatusChanged)).
+		Watches(&edgev1.EdgeUnit{}, handler.EnqueueRequestsFromMapFunc(poolsOfUnit), builder.WithPredicates(poolSpecChanged)).
 		WithOptions(opts).
 		Complete(pools)
 }
@@ -81,7 +86,11 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	next := computeStatus(pool, members)
+	unit, err := unitName(ctx, r.Client, pool)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	next := computeStatus(pool, unit, members)
 	if statusEqual(pool.Status, next) {
 		return reconcile.Result{}, nil
 	}
@@ -132,11 +141,4 @@ func (r *PoolReconciler) members(ctx context.Context, pool string) ([]corev1.Nod
 		}
 	}
 	return out, nil
-}
-
-func ignoreConflict(err error) error {
-	if apierrors.IsConflict(err) {
-		return nil
-	}
-	return err
 }

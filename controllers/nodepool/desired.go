@@ -40,8 +40,10 @@ func (r managedRecord) empty() bool {
 }
 
 // desiredForPool returns the keys a member of pool should carry. A nil pool
-// (gone or being deleted) wants nothing.
-func desiredForPool(pool *edgev1.NodePool) desiredKeys {
+// (gone or being deleted) wants nothing. unit is the EdgeUnit owning the
+// pool, if any: its nodes carry the unit label and, for service topology,
+// the unit as their topology zone.
+func desiredForPool(pool *edgev1.NodePool, unit string) desiredKeys {
 	if pool == nil || !pool.DeletionTimestamp.IsZero() {
 		return desiredKeys{}
 	}
@@ -67,6 +69,10 @@ func desiredForPool(pool *edgev1.NodePool) desiredKeys {
 		if a.Duration != nil {
 			d.annotations[edgev1.AnnotationAutonomyDuration] = a.Duration.Duration.String()
 		}
+	}
+	if unit != "" {
+		d.labels[edgev1.LabelUnit] = unit
+		d.labels[corev1.LabelTopologyZone] = unit
 	}
 	for _, t := range pool.Spec.Taints {
 		d.taints = append(d.taints, corev1.Taint{Key: t.Key, Value: t.Value, Effect: corev1.TaintEffect(t.Effect)})

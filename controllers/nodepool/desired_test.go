@@ -33,7 +33,15 @@ func TestDesiredForPool(t *testing.T) {
 		wantAnnots map[string]string
 		wantTaints int
 		wantPool   string
+		unit       string
 	}{
+		"unit label and topology zone": {
+			pool:       &edgev1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Spec: edgev1.NodePoolSpec{Type: edgev1.NodePoolCloud}},
+			unit:       "u1",
+			wantPool:   "c",
+			wantLabels: map[string]string{edgev1.LabelPoolType: "cloud", edgev1.LabelUnit: "u1", corev1.LabelTopologyZone: "u1"},
+			wantAnnots: map[string]string{},
+		},
 		"nil pool wants nothing": {pool: nil},
 		"deleting pool wants nothing": {pool: func() *edgev1.NodePool {
 			p := testPool()
@@ -67,7 +75,7 @@ func TestDesiredForPool(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			d := desiredForPool(tc.pool)
+			d := desiredForPool(tc.pool, tc.unit)
 			if d.pool != tc.wantPool {
 				t.Errorf("pool = %q, want %q", d.pool, tc.wantPool)
 			}
@@ -102,7 +110,7 @@ func record(t *testing.T, r managedRecord) string {
 }
 
 func TestPlanNode(t *testing.T) {
-	want := desiredForPool(testPool())
+	want := desiredForPool(testPool(), "")
 	owned := managedRecord{
 		Pool:        "site-a",
 		Labels:      []string{"site", "old", edgev1.LabelPoolType, edgev1.LabelAutonomy},
@@ -293,7 +301,7 @@ func TestComputeStatus(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			st := computeStatus(pool, tc.members)
+			st := computeStatus(pool, "", tc.members)
 			if st.ObservedGeneration != 3 {
 				t.Errorf("observedGeneration = %d", st.ObservedGeneration)
 			}
@@ -313,7 +321,7 @@ func TestComputeStatus(t *testing.T) {
 			// Recomputing from the result must not change it: no status flaps.
 			pool2 := pool.DeepCopy()
 			pool2.Status = st
-			if again := computeStatus(pool2, tc.members); !statusEqual(again, st) {
+			if again := computeStatus(pool2, "", tc.members); !statusEqual(again, st) {
 				t.Errorf("status not stable:\n%+v\n%+v", st, again)
 			}
 		})
@@ -325,7 +333,7 @@ func TestMemberListIsBounded(t *testing.T) {
 	for i := 0; i < 150; i++ {
 		members = append(members, corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: string(rune('a'+i%26)) + string(rune('a'+i/26))}})
 	}
-	st := computeStatus(testPool(), members)
+	st := computeStatus(testPool(), "", members)
 	if len(st.Nodes) != maxListedNodes || st.NodeCount != 150 {
 		t.Errorf("nodes listed = %d, count = %d", len(st.Nodes), st.NodeCount)
 	}

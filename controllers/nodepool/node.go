@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/index"
 )
 
 // NodeReconciler keeps one node's labels, annotations and taints in line
@@ -54,7 +55,11 @@ func (r *NodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 		// Someone broke the record: do not guess which keys were ours.
 		log.Error(err, "Ignoring unreadable record of managed keys", "node", klog.KObj(node))
 	}
-	plan := planNode(node, desiredForPool(pool), prev)
+	unit, err := unitName(ctx, r.Client, pool)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	plan := planNode(node, desiredForPool(pool, unit), prev)
 	if plan.empty() {
 		return reconcile.Result{}, nil
 	}
@@ -89,4 +94,16 @@ func (r *NodeReconciler) poolOf(ctx context.Context, node *corev1.Node) (*edgev1
 		return nil, fmt.Errorf("getting NodePool %s of node %s: %w", name, node.Name, err)
 	}
 	return pool, nil
+}
+
+// unitName is the name of the EdgeUnit owning pool, or "".
+func unitName(ctx context.Context, c client.Reader, pool *edgev1.NodePool) (string, error) {
+	if pool == nil {
+		return "", nil
+	}
+	u, err := index.UnitOfPool(ctx, c, pool.Name)
+	if err != nil || u == nil {
+		return "", err
+	}
+	return u.Name, nil
 }

@@ -22,14 +22,14 @@ const maxListedConflicts = 5
 // computeStatus derives a pool's status from its member nodes. Pure: the
 // same pool and nodes always give the same status, so an unchanged pool is
 // never written.
-func computeStatus(pool *edgev1.NodePool, members []corev1.Node) edgev1.NodePoolStatus {
+func computeStatus(pool *edgev1.NodePool, unit string, members []corev1.Node) edgev1.NodePoolStatus {
 	st := edgev1.NodePoolStatus{
 		ObservedGeneration: pool.Generation,
 		NodeCount:          int32(len(members)),
-		Unit:               pool.Status.Unit,
+		Unit:               unit,
 		Conditions:         slices.Clone(pool.Status.Conditions),
 	}
-	want := desiredForPool(pool)
+	want := desiredForPool(pool, unit)
 	var (
 		names     []string
 		pending   int

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -53,6 +54,32 @@ func (r *NodeReconciler) nodesOfPool(ctx context.Context, obj client.Object) []r
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, n := range list.Items {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: n.Name}})
+	}
+	return reqs
+}
+
+// nodesOfUnit maps a unit to the nodes of the pools it lists. An update
+// calls it with the old and the new unit, so pools that left are covered.
+func (r *NodeReconciler) nodesOfUnit(ctx context.Context, obj client.Object) []reconcile.Request {
+	u, ok := obj.(*edgev1.EdgeUnit)
+	if !ok {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, p := range u.Spec.NodePools {
+		reqs = append(reqs, r.nodesOfPool(ctx, &edgev1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: p}})...)
+	}
+	return reqs
+}
+
+func poolsOfUnit(_ context.Context, obj client.Object) []reconcile.Request {
+	u, ok := obj.(*edgev1.EdgeUnit)
+	if !ok {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(u.Spec.NodePools))
+	for _, p := range u.Spec.NodePools {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: p}})
 	}
 	return reqs
 }

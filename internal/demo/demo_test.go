@@ -1,0 +1,305 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers"
+	"github.com/edgeunit/edgeunit/internal/testenv"
+)
+
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	os.Exit(m.Run())
+}
+
+// testOptions points the demo at the repository's binaries and config,
+// with its kubeconfig in a test directory.
+func testOptions(t *testing.T, out *bytes.Buffer) Options {
+	t.Helper()
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Options{
+		AssetsDir:     assets,
+		KubeconfigOut: filepath.Join(t.TempDir(), "kubeconfig"),
+		ReadyTimeout:  30 * time.Second,
+		Out:           out,
+	}
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// TestStart brings the demo up, checks the cluster through the printed
+// kubeconfig, and checks that Stop leaves nothing behind.
+func TestStart(t *testing.T) {
+	ctx := testContext(t)
+	var out bytes.Buffer
+	d, err := Start(ctx, testOptions(t, &out))
+	if err != nil {
+		t.Fatalf("Start: %v\noutput:\n%s", err, out.String())
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = d.Stop()
+		}
+	})
+
+	var report bytes.Buffer
+	if err := d.Report(ctx, &report); err != nil {
+		t.Fatalf("Report: %v", err)
+	}
+	for _, want := range []string{"kubeconfig:  " + d.Kubeconfig, d.APIServerURL, "factory-a", "get np -o yaml"} {
+		if !strings.Contains(report.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, report.String())
+		}
+	}
+
+	// Without kubectl the same tables come from the client.
+	d.opts.Kubectl = "edgeunit-no-such-kubectl"
+	report.Reset()
+	if err := d.Report(ctx, &report); err != nil {
+		t.Fatalf("Report without kubectl: %v", err)
+	}
+	for _, re := range []string{
+		`kubectl not found`,
+		`nodepool\.edge\.edgeunit\.io/factory-a\s+Edge\s+True\s+3\s+3`,
+		`node/factory-a-1\s+Ready\s+.*edge\.edgeunit\.io/pool-type=edge`,
+		`tunnelendpoint\.edge\.edgeunit\.io/tunnel\s`,
+	} {
+		if !regexp.MustCompile(re).MatchString(report.String()) {
+			t.Errorf("report without kubectl does not match %s:\n%s", re, report.String())
+		}
+	}
+
+	// The kubeconfig file alone gives admin access.
+	cfg, err := clientcmd.BuildConfigFromFlags("", d.Kubeconfig)
+	if err != nil {
+		t.Fatalf("loading the kubeconfig: %v", err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	wantCounts := map[string]int32{"factory-a": 3, "cloud": 2}
+	var pools edgev1.NodePoolList
+	if err := c.List(ctx, &pools); err != nil {
+		t.Fatalf("listing NodePools through the kubeconfig: %v", err)
+	}
+	if len(pools.Items) != len(wantCounts) {
+		t.Errorf("got %d NodePools, want %d", len(pools.Items), len(wantCounts))
+	}
+	for _, p := range pools.Items {
+		if !meta.IsStatusConditionTrue(p.Status.Conditions, edgev1.ConditionReady) {
+			t.Errorf("NodePool %s is not Ready: %+v", p.Name, p.Status.Conditions)
+		}
+		if p.Status.NodeCount != wantCounts[p.Name] || p.Status.ReadyNodes != wantCounts[p.Name] {
+			t.Errorf("NodePool %s: nodeCount %d, readyNodes %d, want %d", p.Name, p.Status.NodeCount, p.Status.ReadyNodes, wantCounts[p.Name])
+		}
+	}
+	for _, kind := range []client.ObjectList{&edgev1.EdgeUnitList{}, &edgev1.TunnelEndpointList{}} {
+		if err := c.List(ctx, kind); err != nil {
+			t.Fatal(err)
+		}
+		if meta.LenList(kind) != 1 {
+			t.Errorf("got %d %T items from the samples, want 1", meta.LenList(kind), kind)
+		}
+	}
+
+	var nodes corev1.NodeList
+	if err := c.List(ctx, &nodes); err != nil {
+		t.Fatal(err)
+	}
+	if len(nodes.Items) != len(DefaultNodes) {
+		t.Errorf("got %d nodes, want %d", len(nodes.Items), len(DefaultNodes))
+	}
+	for _, n := range nodes.Items {
+		edge := n.Labels[edgev1.LabelNodePool] == "factory-a"
+		if got := n.Labels["topology.kubernetes.io/region"]; n.Labels[edgev1.LabelNodePool] != "" && got != n.Labels[edgev1.LabelNodePool] {
+			t.Errorf("node %s: region label %q, want the pool's %q", n.Name, got, n.Labels[edgev1.LabelNodePool])
+		}
+		if got := n.Labels[edgev1.LabelAutonomy] == "true"; got != edge {
+			t.Errorf("node %s: autonomy label %v, want %v", n.Name, got, edge)
+		}
+		if got := hasTaint(n, "example.com/edge"); got != edge {
+			t.Errorf("node %s: edge taint %v, want %v", n.Name, got, edge)
+		}
+		if hasTaint(n, corev1.TaintNodeNotReady) {
+			t.Errorf("node %s still has the not-ready taint", n.Name)
+		}
+		if len(n.Status.Addresses) == 0 || !net.ParseIP(n.Status.Addresses[0].Address).IsLoopback() {
+			t.Errorf("node %s: addresses %v, want a loopback InternalIP", n.Name, n.Status.Addresses)
+		}
+	}
+
+	// The NodePool webhook is live: a key the CRD schema accepts but no
+	// node would is refused by it.
+	bad := &edgev1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: "bad"},
+		Spec:       edgev1.NodePoolSpec{Labels: map[string]string{"bad key": "x"}},
+	}
+	err = c.Create(ctx, bad)
+	if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.labels[bad key]") {
+		t.Errorf("creating a NodePool with an invalid label key: got %v, want the webhook's Invalid error", err)
+	}
+
+	stopped = true
+	if err := d.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	assertStopped(t, d)
+}
+
+// TestStartFailsHalfway makes the samples fail after the control plane and
+// the manager are up, and checks that Start stops them again.
+func TestStartFailsHalfway(t *testing.T) {
+	ctx := testContext(t)
+	samples := t.TempDir()
+	// Accepted by the CRD schema, refused by the webhook.
+	pool := "apiVersion: edge.edgeunit.io/v1alpha1\nkind: NodePool\nmetadata:\n  name: broken\nspec:\n  labels:\n    \"bad key\": x\n"
+	if err := os.WriteFile(filepath.Join(samples, "pool.yaml"), []byte(pool), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	o := testOptions(t, &out)
+	o.SamplesDir = samples
+	d, err := Start(ctx, o)
+	if err == nil {
+		_ = d.Stop()
+		t.Fatal("Start succeeded with a sample the webhook refuses")
+	}
+	if !strings.Contains(err.Error(), "pool.yaml#1") || !strings.Contains(err.Error(), "bad key") {
+		t.Errorf("error %q does not name the sample and the invalid key", err)
+	}
+	if d == nil || d.APIServerURL == "" {
+		t.Fatalf("Start failed before the control plane was up: %v", err)
+	}
+	assertStopped(t, d)
+}
+
+func TestCompleteErrors(t *testing.T) {
+	tests := map[string]struct {
+		opts Options
+		want string
+	}{
+		"missing binaries": {
+			opts: Options{AssetsDir: t.TempDir()},
+			want: "run `make envtest`",
+		},
+		"not a config dir": {
+			opts: Options{AssetsDir: fakeAssets(t), ConfigDir: t.TempDir()},
+			want: "does not look like edgeunit's config directory",
+		},
+		"negative timeout": {
+			opts: Options{ReadyTimeout: -time.Second},
+			want: "--ready-timeout must not be negative",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := tc.opts.Complete()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Complete() = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func fakeAssets(t *testing.T) string {
+	dir := t.TempDir()
+	for _, bin := range []string{"kube-apiserver", "etcd"} {
+		if err := os.WriteFile(filepath.Join(dir, bin), []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// assertStopped checks that nothing the demo started is left: no process
+// using its working directory, no listener on the apiserver's or etcd's
+// port, no working directory, webhook certificates or kubeconfig.
+func assertStopped(t *testing.T, d *Demo) {
+	t.Helper()
+	if pids := processesUsing(t, d.WorkDir); len(pids) > 0 {
+		t.Errorf("processes still use %s: %v", d.WorkDir, pids)
+	}
+	for _, raw := range []string{d.APIServerURL, d.EtcdURL} {
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+			conn.Close()
+			t.Errorf("%s still accepts connections", raw)
+		}
+	}
+	paths := []string{d.WorkDir, d.Kubeconfig}
+	if d.env != nil && d.env.WebhookInstallOptions.LocalServingCertDir != "" {
+		paths = append(paths, d.env.WebhookInstallOptions.LocalServingCertDir)
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left behind (stat: %v)", p, err)
+		}
+	}
+}
+
+// processesUsing lists the processes whose command line mentions dir; the
+// demo's kube-apiserver and etcd keep their files there.
+func processesUsing(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	var pids []string
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		if bytes.Contains(cmdline, []byte(dir)) {
+			pids = append(pids, e.Name()+": "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return pids
+}
+
+func hasTaint(n corev1.Node, key string) bool {
+	for _, t := range n.Spec.Taints {
+		if t.Key == key {
+			return true
+		}
+	}
+	return false
+}
