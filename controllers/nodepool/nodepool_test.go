@@ -274,6 +274,35 @@ var _ = Describe("NodePool controller", func() {
 		Expect(taintsNotByKubernetes(got)).To(BeEmpty())
 	})
 
+	It("labels the nodes of a pool with the unit that owns it, and follows moves between units", func(ctx SpecContext) {
+		pool := createPool(ctx, samplePool(uniq("unitpool")))
+		n := newNode(ctx, uniq("edge"), pool.Name, true, nil)
+		u1 := &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: uniq("u")}, Spec: edgev1.EdgeUnitSpec{NodePools: []string{pool.Name}}}
+		Expect(k8s.Create(ctx, u1)).To(Succeed())
+		DeferCleanup(func(ctx context.Context) { _ = k8s.Delete(ctx, u1) })
+		Eventually(getNode(ctx, n.Name)).Should(SatisfyAll(
+			WithTransform(labels, HaveKeyWithValue(edgev1.LabelUnit, u1.Name)),
+			WithTransform(labels, HaveKeyWithValue(corev1.LabelTopologyZone, u1.Name)),
+		))
+		Eventually(getPool(ctx, pool.Name)).Should(HaveField("Status.Unit", u1.Name))
+
+		By("the pool moving to another unit")
+		Expect(k8s.Delete(ctx, u1)).To(Succeed())
+		u2 := &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: uniq("u")}, Spec: edgev1.EdgeUnitSpec{NodePools: []string{pool.Name}}}
+		Expect(k8s.Create(ctx, u2)).To(Succeed())
+		DeferCleanup(func(ctx context.Context) { _ = k8s.Delete(ctx, u2) })
+		Eventually(getNode(ctx, n.Name)).Should(WithTransform(labels, HaveKeyWithValue(edgev1.LabelUnit, u2.Name)))
+		Eventually(getPool(ctx, pool.Name)).Should(HaveField("Status.Unit", u2.Name))
+
+		By("the unit dropping the pool")
+		Expect(k8s.Delete(ctx, u2)).To(Succeed())
+		Eventually(getNode(ctx, n.Name)).Should(SatisfyAll(
+			WithTransform(labels, Not(HaveKey(edgev1.LabelUnit))),
+			WithTransform(labels, Not(HaveKey(corev1.LabelTopologyZone))),
+		))
+		Eventually(getPool(ctx, pool.Name)).Should(HaveField("Status.Unit", ""))
+	})
+
 	It("makes no writes once converged", func(ctx SpecContext) {
 		pool := createPool(ctx, samplePool(uniq("idle")))
 		n := newNode(ctx, uniq("edge"), pool.Name, true, nil)
