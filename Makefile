@@ -31,10 +31,10 @@ manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration.
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 
 .PHONY: verify-gen
-verify-gen: generate manifests ## Fail if generated files are out of date.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		echo "generated files are out of date; run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff -- api config | head -50; exit 1; fi
+verify-gen: generate manifests bundle ## Fail if generated files are out of date.
+	@if [ -n "$$(git status --porcelain -- api config bundle bundle.Dockerfile)" ]; then \
+		echo "generated files are out of date; run 'make generate manifests bundle' and commit:"; \
+		git status --porcelain -- api config bundle bundle.Dockerfile; git --no-pager diff -- api config bundle | head -50; exit 1; fi
 
 .PHONY: fmt
 fmt:
@@ -66,6 +66,31 @@ bench: envtest ## Benchmarks (see test/bench).
 demo: envtest build ## Start the embedded local environment.
 	$(BIN)/edgeunit-demo --assets $(ENVTEST_DIR)
 
+##@ Images and OLM bundle
+
+BUNDLE_VERSION ?= 0.1.0
+BUNDLE_IMG ?= ghcr.io/edgeunit/edgeunit-bundle:v$(BUNDLE_VERSION)
+
+.PHONY: docker-build
+docker-build: ## Build the image holding every binary (entrypoint /manager).
+	docker build -t $(IMG) .
+
+.PHONY: docker-push
+docker-push: ## Push the manager image.
+	docker push $(IMG)
+
+.PHONY: bundle
+bundle: manifests ## Regenerate the OLM bundle (bundle/, bundle.Dockerfile) from config/.
+	go run ./hack/genbundle -version $(BUNDLE_VERSION)
+
+.PHONY: bundle-build
+bundle-build: ## Build the OLM bundle image.
+	docker build -f bundle.Dockerfile -t $(BUNDLE_IMG) .
+
+.PHONY: bundle-push
+bundle-push: ## Push the OLM bundle image.
+	docker push $(BUNDLE_IMG)
+
 ##@ Deployment
 
 .PHONY: install
@@ -73,8 +98,8 @@ install: manifests ## Install the CRDs into the cluster of the current kubeconfi
 	kubectl apply --server-side -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy the manager into the cluster of the current kubeconfig.
-	kubectl apply --server-side -k config/default
+deploy: manifests ## Deploy the manager (image IMG) into the cluster of the current kubeconfig.
+	kubectl kustomize config/default | sed 's|ghcr.io/edgeunit/edgeunit:latest|$(IMG)|' | kubectl apply --server-side -f -
 
 .PHONY: undeploy
 undeploy:
