@@ -1,0 +1,189 @@
+// Package tunnel is the integration test of the reverse tunnel: the real
+// tunnel-server and tunnel-agent binaries, a real kube-apiserver whose
+// egress selector points at the server, and a kubelet stand-in in a network
+// namespace that the control plane cannot route to.
+package tunnel
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/testenv"
+)
+
+func TestTunnelIntegration(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Tunnel integration")
+}
+
+var (
+	repoRoot string
+	binDir   string
+	k8s      client.Client
+	env      *envtest.Environment
+	kubecfg  string
+)
+
+// proc is a process the test started; only it is ever killed.
+type proc struct {
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+func (p *proc) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, _ = GinkgoWriter.Write(b)
+	return p.out.Write(b)
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		Fail(fmt.Sprintf("process %d did not exit after SIGKILL", p.cmd.Process.Pid))
+	}
+}
+
+var (
+	procsMu sync.Mutex
+	procs   []*proc
+)
+
+// start runs a binary. Every process started is killed by stopAll, which
+// the suite registers once, so a process started in one spec may outlive it
+// (a restarted server) and is still cleaned up if a later spec fails.
+func start(name string, args ...string) *proc {
+	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	Expect(p.cmd.Start()).To(Succeed())
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	procsMu.Lock()
+	procs = append(procs, p)
+	procsMu.Unlock()
+	return p
+}
+
+// stopAll kills the processes this test started, newest first.
+func stopAll() {
+	procsMu.Lock()
+	defer procsMu.Unlock()
+	for i := len(procs) - 1; i >= 0; i-- {
+		procs[i].stop()
+	}
+	procs = nil
+}
+
+func freePort(host string) int {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	Expect(err).NotTo(HaveOccurred())
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func writeFile(dir, name string, data []byte) string {
+	p := filepath.Join(dir, name)
+	Expect(os.WriteFile(p, data, 0o600)).To(Succeed())
+	return p
+}
+
+func kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubecfg, "--request-timeout", "20s"}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	return out.String(), err
+}
+
+var _ = BeforeSuite(func() {
+	var err error
+	repoRoot, err = testenv.RepoRoot()
+	Expect(err).NotTo(HaveOccurred())
+	binDir = GinkgoT().TempDir()
+	build := exec.Command("go", "build", "-o", binDir+"/", "./cmd/tunnel-server", "./cmd/tunnel-agent")
+	build.Dir = repoRoot
+	out, err := build.CombinedOutput()
+	Expect(err).NotTo(HaveOccurred(), "building the tunnel binaries: %s", out)
+})
+
+// startControlPlane starts kube-apiserver (and etcd) with an egress selector
+// sending the cluster egress over HTTP CONNECT with TLS client certificates
+// to connectAddr.
+func startControlPlane(dir, connectAddr, caFile, certFile, keyFile string) {
+	assets, err := testenv.AssetsDir()
+	Expect(err).NotTo(HaveOccurred())
+	egress := fmt.Sprintf(`apiVersion: apiserver.k8s.io/v1beta1
+kind: EgressSelectorConfiguration
+egressSelections:
+- name: cluster
+  connection:
+    proxyProtocol: HTTPConnect
+    transport:
+      tcp:
+        url: https://%s
+        tlsConfig:
+          caBundle: %s
+          clientCert: %s
+          clientKey: %s
+`, connectAddr, caFile, certFile, keyFile)
+	egressFile := writeFile(dir, "egress.yaml", []byte(egress))
+	env = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	env.ControlPlane.GetAPIServer().Configure().Append("egress-selector-config-file", egressFile)
+	cfg, err := env.Start()
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
+
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "tunnel-test-admin", Groups: []string{"system:masters"}}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	kc, err := user.KubeConfig()
+	Expect(err).NotTo(HaveOccurred())
+	kubecfg = writeFile(dir, "kubeconfig", kc)
+
+	scheme := runtime.NewScheme()
+	Expect(clientgoscheme.AddToScheme(scheme)).To(Succeed())
+	Expect(edgev1.AddToScheme(scheme)).To(Succeed())
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+var _ = io.Discard
