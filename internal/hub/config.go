@@ -1,0 +1,295 @@
+// Package hub is the edge hub: a caching reverse proxy in front of
+// kube-apiserver that lets an edge node keep working, and reboot, while its
+// cloud link is cut.
+//
+// # Link states and thresholds
+//
+// The hub is online or offline. It goes offline at once when a request to
+// the apiserver fails to connect or is reset (a killed apiserver refuses
+// connections, so detection is immediate and the failing read itself is
+// answered from the cache), or when FailureThreshold consecutive probes of
+// /readyz fail (a silent link: at most FailureThreshold × (ProbeInterval +
+// ProbeTimeout), 2 × (1 s + 1 s) = 4 s by default). Going offline cancels
+// every request in flight to the apiserver. It goes back online after
+// SuccessThreshold consecutive successful probes (2 × 1 s by default), so a
+// flapping link does not bounce clients.
+//
+// # Offline writes
+//
+// While offline, the node's own Lease (kube-node-lease/<node>), its Node
+// status, and Pod status writes are answered locally from the cached object
+// and journaled durably. On reconnect they are replayed in order before new
+// writes go upstream. A PUT replaces an earlier journaled PUT of the same
+// object (it carries the full object). On replay a PUT that gets 409
+// Conflict is retried once with the object's current resourceVersion: the
+// node is the only writer of its Lease and of the status it reports, so last
+// writer wins is what would have happened online. A PATCH that gets 409 (a
+// uid precondition: the pod was deleted and recreated) or any write that gets
+// 404 (the object was deleted in the cloud) is dropped, since it described
+// an object that no longer exists; other 4xx answers are dropped and
+// counted; 5xx and connection errors keep the entry and retry with backoff.
+// Every other write gets 503 with a message while offline.
+package hub
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Client names the hub tells apart.
+const (
+	ClientKubelet     = "kubelet"
+	ClientKubeProxy   = "kube-proxy"
+	ClientCoreDNS     = "coredns"
+	ClientFlannel     = "flannel"
+	ClientTunnelAgent = "tunnel-agent"
+	ClientOther       = "other"
+	// ClientHub is the hub's own watches (topology).
+	ClientHub = "edge-hub"
+)
+
+// Config is the hub's configuration (flags or a YAML/JSON file).
+type Config struct {
+	// NodeName is the node this hub runs on.
+	NodeName string `json:"nodeName"`
+
+	// Kubeconfig holds the node's credentials and the apiserver address.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// Server, CAFile, CertFile, KeyFile and TokenFile set the apiserver and
+	// credentials directly, overriding the kubeconfig.
+	Server    string `json:"server,omitempty"`
+	CAFile    string `json:"caFile,omitempty"`
+	CertFile  string `json:"certFile,omitempty"`
+	KeyFile   string `json:"keyFile,omitempty"`
+	TokenFile string `json:"tokenFile,omitempty"`
+
+	// ListenHTTP is the plain-HTTP proxy address (loopback only).
+	ListenHTTP string `json:"listenHTTP,omitempty"`
+	// ListenHTTPS is the HTTPS proxy address for kubelet.
+	ListenHTTPS string `json:"listenHTTPS,omitempty"`
+	// ListenAdmin serves /healthz, /readyz and /metrics.
+	ListenAdmin string `json:"listenAdmin,omitempty"`
+	// ServingCertFile/ServingKeyFile: the HTTPS certificate; generated
+	// under DataDir/pki when empty.
+	ServingCertFile string `json:"servingCertFile,omitempty"`
+	ServingKeyFile  string `json:"servingKeyFile,omitempty"`
+	// ClientCAFile verifies client certificates on the HTTPS listener, which
+	// then identify clients (CN system:node:* is kubelet, system:kube-proxy
+	// is kube-proxy).
+	ClientCAFile string `json:"clientCAFile,omitempty"`
+
+	// DataDir holds the cache file and generated certificates.
+	DataDir string `json:"dataDir,omitempty"`
+
+	// CacheClients are the clients whose reads are cached.
+	CacheClients []string `json:"cacheClients,omitempty"`
+	// TopologyClients get service-topology-filtered EndpointSlices.
+	TopologyClients []string `json:"topologyClients,omitempty"`
+
+	ProbeInterval    Duration `json:"probeInterval,omitempty"`
+	ProbeTimeout     Duration `json:"probeTimeout,omitempty"`
+	DialTimeout      Duration `json:"dialTimeout,omitempty"`
+	FailureThreshold int      `json:"failureThreshold,omitempty"`
+	SuccessThreshold int      `json:"successThreshold,omitempty"`
+
+	// JournalMaxEntries bounds the offline write journal.
+	JournalMaxEntries int `json:"journalMaxEntries,omitempty"`
+
+	// Verbosity: 0 info, 2 state changes, 4 detail.
+	Verbosity int `json:"verbosity,omitempty"`
+}
+
+// Duration is a time.Duration written as "1s" in config files.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON parses "1s".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: %w", s, err)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalJSON writes "1s".
+func (d Duration) MarshalJSON() ([]byte, error) { return []byte(`"` + d.String() + `"`), nil }
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		ListenHTTP:        "127.0.0.1:10261",
+		ListenHTTPS:       "127.0.0.1:10268",
+		ListenAdmin:       "127.0.0.1:10267",
+		DataDir:           "/var/lib/edge-hub",
+		CacheClients:      []string{ClientKubelet, ClientKubeProxy, ClientCoreDNS, ClientFlannel, ClientTunnelAgent},
+		TopologyClients:   []string{ClientKubeProxy, ClientCoreDNS},
+		ProbeInterval:     Duration{time.Second},
+		ProbeTimeout:      Duration{time.Second},
+		DialTimeout:       Duration{2 * time.Second},
+		FailureThreshold:  2,
+		SuccessThreshold:  2,
+		JournalMaxEntries: 10000,
+	}
+}
+
+// StorePath is the cache file.
+func (c Config) StorePath() string { return filepath.Join(c.DataDir, "cache.db") }
+
+// Validate reports every problem with the configuration.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeName == "" {
+		errs = append(errs, errors.New("--node-name is required"))
+	}
+	if c.Kubeconfig == "" && c.Server == "" {
+		errs = append(errs, errors.New("either --kubeconfig or --server is required"))
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, errors.New("--cert-file and --key-file go together"))
+	}
+	if (c.ServingCertFile == "") != (c.ServingKeyFile == "") {
+		errs = append(errs, errors.New("--serving-cert-file and --serving-key-file go together"))
+	}
+	for name, addr := range map[string]string{"--listen-http": c.ListenHTTP, "--listen-https": c.ListenHTTPS, "--listen-admin": c.ListenAdmin} {
+		if addr == "" {
+			continue // disabled
+		}
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, addr, err))
+			continue
+		}
+		if name != "--listen-admin" {
+			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				errs = append(errs, fmt.Errorf("%s %q: the proxy forwards with the node's credentials, so it listens on loopback only", name, addr))
+			}
+		}
+	}
+	if c.ListenHTTP == "" && c.ListenHTTPS == "" {
+		errs = append(errs, errors.New("at least one of --listen-http and --listen-https is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir is required"))
+	}
+	known := map[string]bool{ClientKubelet: true, ClientKubeProxy: true, ClientCoreDNS: true, ClientFlannel: true, ClientTunnelAgent: true, ClientOther: true}
+	for _, list := range [][]string{c.CacheClients, c.TopologyClients} {
+		for _, cl := range list {
+			if !known[cl] {
+				errs = append(errs, fmt.Errorf("unknown client %q (known: kubelet, kube-proxy, coredns, flannel, tunnel-agent, other)", cl))
+			}
+		}
+	}
+	for name, d := range map[string]time.Duration{"--probe-interval": c.ProbeInterval.Duration, "--probe-timeout": c.ProbeTimeout.Duration, "--dial-timeout": c.DialTimeout.Duration} {
+		if d <= 0 || d > 5*time.Minute {
+			errs = append(errs, fmt.Errorf("%s %s: must be in (0, 5m]", name, d))
+		}
+	}
+	if c.FailureThreshold < 1 || c.SuccessThreshold < 1 {
+		errs = append(errs, errors.New("--failure-threshold and --success-threshold must be at least 1"))
+	}
+	if c.JournalMaxEntries < 1 {
+		errs = append(errs, errors.New("--journal-max-entries must be at least 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// BindFlags registers flags writing into c.
+func (c *Config) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of the node this hub runs on (required)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig with the node's credentials and the apiserver address")
+	fs.StringVar(&c.Server, "server", c.Server, "apiserver URL (overrides the kubeconfig)")
+	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "CA bundle verifying the apiserver")
+	fs.StringVar(&c.CertFile, "cert-file", c.CertFile, "node client certificate")
+	fs.StringVar(&c.KeyFile, "key-file", c.KeyFile, "node client key")
+	fs.StringVar(&c.TokenFile, "token-file", c.TokenFile, "node bearer token file")
+	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "plain HTTP proxy address on loopback (empty: off)")
+	fs.StringVar(&c.ListenHTTPS, "listen-https", c.ListenHTTPS, "HTTPS proxy address on loopback (empty: off)")
+	fs.StringVar(&c.ListenAdmin, "listen-admin", c.ListenAdmin, "address of /healthz, /readyz and /metrics (empty: off)")
+	fs.StringVar(&c.ServingCertFile, "serving-cert-file", c.ServingCertFile, "HTTPS serving certificate (generated when empty)")
+	fs.StringVar(&c.ServingKeyFile, "serving-key-file", c.ServingKeyFile, "HTTPS serving key")
+	fs.StringVar(&c.ClientCAFile, "client-ca-file", c.ClientCAFile, "CA verifying client certificates on the HTTPS listener")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the cache file and generated certificates")
+	fs.Func("cache-clients", "comma-separated clients whose reads are cached (default "+strings.Join(c.CacheClients, ",")+")", func(s string) error {
+		c.CacheClients = splitList(s)
+		return nil
+	})
+	fs.Func("topology-clients", "comma-separated clients served topology-filtered EndpointSlices (default "+strings.Join(c.TopologyClients, ",")+")", func(s string) error {
+		c.TopologyClients = splitList(s)
+		return nil
+	})
+	fs.DurationVar(&c.ProbeInterval.Duration, "probe-interval", c.ProbeInterval.Duration, "apiserver health probe interval")
+	fs.DurationVar(&c.ProbeTimeout.Duration, "probe-timeout", c.ProbeTimeout.Duration, "apiserver health probe timeout")
+	fs.DurationVar(&c.DialTimeout.Duration, "dial-timeout", c.DialTimeout.Duration, "timeout to connect to the apiserver")
+	fs.IntVar(&c.FailureThreshold, "failure-threshold", c.FailureThreshold, "consecutive failed probes before going offline")
+	fs.IntVar(&c.SuccessThreshold, "success-threshold", c.SuccessThreshold, "consecutive good probes before going back online")
+	fs.IntVar(&c.JournalMaxEntries, "journal-max-entries", c.JournalMaxEntries, "bound of the offline write journal")
+	fs.IntVar(&c.Verbosity, "v", c.Verbosity, "log verbosity (0, 2 state changes, 4 detail)")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// LoadConfig builds the configuration from args: defaults, then the file
+// named by --config, then the flags given explicitly.
+func LoadConfig(args []string) (Config, error) {
+	cfg := DefaultConfig()
+	fs := flag.NewFlagSet("edge-hub", flag.ContinueOnError)
+	configFile := fs.String("config", "", "YAML or JSON config file (flags given explicitly override it)")
+	cfg.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *configFile != "" {
+		fileCfg := DefaultConfig()
+		raw, err := os.ReadFile(*configFile)
+		if err != nil {
+			return cfg, fmt.Errorf("reading config: %w", err)
+		}
+		if err := yaml.UnmarshalStrict(raw, &fileCfg); err != nil {
+			return cfg, fmt.Errorf("parsing config %s: %w", *configFile, err)
+		}
+		// Re-apply the flags given explicitly on top of the file.
+		fs2 := flag.NewFlagSet("edge-hub", flag.ContinueOnError)
+		fs2.String("config", "", "")
+		fileCfg.BindFlags(fs2)
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name := range set {
+			if name == "config" {
+				continue
+			}
+			if err := fs2.Set(name, fs.Lookup(name).Value.String()); err != nil {
+				return cfg, err
+			}
+		}
+		// Func flags have no readable value: take them from cfg.
+		if set["cache-clients"] {
+			fileCfg.CacheClients = cfg.CacheClients
+		}
+		if set["topology-clients"] {
+			fileCfg.TopologyClients = cfg.TopologyClients
+		}
+		cfg = fileCfg
+	}
+	return cfg, cfg.Validate()
+}

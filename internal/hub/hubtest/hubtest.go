@@ -1,0 +1,469 @@
+// Package hubtest runs a real control plane (etcd and kube-apiserver from
+// the envtest binaries, as processes this package starts and stops itself)
+// and the edge-hub binary, for the hub's integration tests and benchmarks.
+// The apiserver can be killed and restarted on the same etcd data, so
+// resourceVersions continue across a cut.
+package hubtest
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/testenv"
+)
+
+// FreePort returns a loopback port nothing listens on right now.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("finding a free port: %v", err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Process is a child process with its log file.
+type Process struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string
+	done chan struct{}
+	err  error
+}
+
+func startProcess(tb testing.TB, name, logPath, bin string, args ...string) *Process {
+	tb.Helper()
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		tb.Fatalf("log file: %v", err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		tb.Fatalf("starting %s: %v", name, err)
+	}
+	p := &Process{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Signal sends sig and, when wait is set, waits (bounded) for the exit.
+func (p *Process) Signal(sig syscall.Signal, wait time.Duration) error {
+	if p.Exited() {
+		return nil
+	}
+	_ = p.Cmd.Process.Signal(sig)
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(wait):
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("%s did not exit within %s after %v; killed", p.Name, wait, sig)
+	}
+}
+
+// Kill sends SIGKILL and waits for the exit.
+func (p *Process) Kill() { _ = p.Signal(syscall.SIGKILL, 10*time.Second) }
+
+// Tail returns the end of the process log, for failure messages.
+func (p *Process) Tail(n int) string {
+	b, _ := os.ReadFile(p.Log)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// ControlPlane is etcd plus kube-apiserver.
+type ControlPlane struct {
+	Dir       string
+	assets    string
+	etcdPort  int
+	peerPort  int
+	APIPort   int
+	Etcd      *Process
+	APIServer *Process
+	CA        *certs.CA
+	CAFile    string
+	// Admin credentials (system:masters).
+	AdminCert, AdminKey string
+	tb                  testing.TB
+}
+
+// StartControlPlane starts etcd and the apiserver and stops them when the
+// test ends.
+func StartControlPlane(tb testing.TB) *ControlPlane {
+	tb.Helper()
+	assets, err := testenv.AssetsDir()
+	if err != nil {
+		tb.Skipf("envtest binaries unavailable: %v", err)
+	}
+	dir := tb.TempDir()
+	cp := &ControlPlane{Dir: dir, assets: assets, tb: tb,
+		etcdPort: FreePort(tb), peerPort: FreePort(tb), APIPort: FreePort(tb)}
+	cp.writePKI()
+	tb.Cleanup(cp.Stop)
+	cp.Etcd = startProcess(tb, "etcd", filepath.Join(dir, "etcd.log"), filepath.Join(assets, "etcd"),
+		"--name=default",
+		"--data-dir="+filepath.Join(dir, "etcd-data"),
+		fmt.Sprintf("--listen-client-urls=http://127.0.0.1:%d", cp.etcdPort),
+		fmt.Sprintf("--advertise-client-urls=http://127.0.0.1:%d", cp.etcdPort),
+		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", cp.peerPort),
+		fmt.Sprintf("--initial-advertise-peer-urls=http://127.0.0.1:%d", cp.peerPort),
+		fmt.Sprintf("--initial-cluster=default=http://127.0.0.1:%d", cp.peerPort),
+		"--unsafe-no-fsync=true",
+		"--quota-backend-bytes=4294967296",
+	)
+	cp.StartAPIServer()
+	return cp
+}
+
+func (cp *ControlPlane) writePKI() {
+	tb := cp.tb
+	now := time.Now()
+	ca, caPair, err := certs.NewCA("hubtest-ca", 24*time.Hour, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cp.CA = ca
+	cp.CAFile = cp.write("ca.crt", caPair.CertPEM)
+	serving, err := ca.Issue(certs.Request{CommonName: "kube-apiserver", DNSNames: []string{"localhost", "kubernetes"},
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Lifetime: 24 * time.Hour, Server: true}, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cp.write("apiserver.crt", serving.CertPEM)
+	cp.write("apiserver.key", serving.KeyPEM)
+	admin, err := ca.Issue(certs.Request{CommonName: "hubtest-admin", Organization: []string{"system:masters"}, Lifetime: 24 * time.Hour, Client: true}, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cp.AdminCert, cp.AdminKey = cp.write("admin.crt", admin.CertPEM), cp.write("admin.key", admin.KeyPEM)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	der, _ := x509.MarshalPKCS8PrivateKey(key)
+	pub, _ := x509.MarshalPKIXPublicKey(key.Public())
+	cp.write("sa.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+	cp.write("sa.pub", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}))
+}
+
+func (cp *ControlPlane) write(name string, data []byte) string {
+	p := filepath.Join(cp.Dir, name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		cp.tb.Fatal(err)
+	}
+	return p
+}
+
+// NodeCredentials issues a client certificate for node (user
+// system:node:<node>; also in system:masters, since envtest's apiserver
+// runs RBAC without the Node authorizer) and returns cert and key files.
+func (cp *ControlPlane) NodeCredentials(node string) (certFile, keyFile string) {
+	kp, err := cp.CA.Issue(certs.Request{CommonName: "system:node:" + node, Organization: []string{"system:nodes", "system:masters"},
+		Lifetime: 24 * time.Hour, Client: true}, time.Now())
+	if err != nil {
+		cp.tb.Fatal(err)
+	}
+	return cp.write(node+".crt", kp.CertPEM), cp.write(node+".key", kp.KeyPEM)
+}
+
+// URL is the apiserver's address.
+func (cp *ControlPlane) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", cp.APIPort) }
+
+// StartAPIServer starts kube-apiserver (again) on the same port and etcd
+// data, and waits until it is ready.
+func (cp *ControlPlane) StartAPIServer() {
+	tb := cp.tb
+	tb.Helper()
+	d := cp.Dir
+	cp.APIServer = startProcess(tb, "kube-apiserver", filepath.Join(d, "apiserver.log"), filepath.Join(cp.assets, "kube-apiserver"),
+		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", cp.etcdPort),
+		fmt.Sprintf("--secure-port=%d", cp.APIPort),
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--cert-dir="+filepath.Join(d, "apiserver-certs"),
+		"--tls-cert-file="+filepath.Join(d, "apiserver.crt"),
+		"--tls-private-key-file="+filepath.Join(d, "apiserver.key"),
+		"--client-ca-file="+cp.CAFile,
+		"--service-account-issuer="+cp.URL()+"/",
+		"--service-account-key-file="+filepath.Join(d, "sa.pub"),
+		"--service-account-signing-key-file="+filepath.Join(d, "sa.key"),
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--authorization-mode=RBAC",
+		"--disable-admission-plugins=ServiceAccount",
+		"--allow-privileged=true",
+		"--max-requests-inflight=2000",
+		"--max-mutating-requests-inflight=1000",
+	)
+	if err := WaitFor(90*time.Second, 200*time.Millisecond, func() error {
+		if cp.APIServer.Exited() {
+			return fmt.Errorf("kube-apiserver exited: %s", cp.APIServer.Tail(3000))
+		}
+		return cp.ready()
+	}); err != nil {
+		tb.Fatalf("kube-apiserver not ready: %v\n%s", err, cp.APIServer.Tail(3000))
+	}
+}
+
+func (cp *ControlPlane) ready() error {
+	c := cp.adminHTTP()
+	resp, err := c.Get(cp.URL() + "/readyz")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("readyz %d: %s", resp.StatusCode, b)
+	}
+	return nil
+}
+
+func (cp *ControlPlane) adminHTTP() *http.Client {
+	pair, _ := tls.LoadX509KeyPair(cp.AdminCert, cp.AdminKey)
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		RootCAs: cp.CA.Pool(), Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}}
+}
+
+// KillAPIServer kills kube-apiserver at once (a crash or cut cable).
+func (cp *ControlPlane) KillAPIServer() { cp.APIServer.Kill() }
+
+// Stop stops everything (also a test cleanup).
+func (cp *ControlPlane) Stop() {
+	if cp.APIServer != nil {
+		_ = cp.APIServer.Signal(syscall.SIGTERM, 15*time.Second)
+	}
+	if cp.Etcd != nil {
+		_ = cp.Etcd.Signal(syscall.SIGTERM, 15*time.Second)
+	}
+}
+
+// AdminConfig is a client-go config for the admin, direct to the apiserver.
+func (cp *ControlPlane) AdminConfig(userAgent string) *rest.Config {
+	return &rest.Config{
+		Host: cp.URL(), UserAgent: userAgent, QPS: -1,
+		TLSClientConfig: rest.TLSClientConfig{CAFile: cp.CAFile, CertFile: cp.AdminCert, KeyFile: cp.AdminKey},
+		ContentConfig:   rest.ContentConfig{ContentType: "application/json", AcceptContentTypes: "application/json"},
+	}
+}
+
+// WaitFor polls fn every interval until it returns nil or timeout passes.
+func WaitFor(timeout, interval time.Duration, fn func() error) error {
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = fn(); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s: %w", timeout, err)
+		}
+		time.Sleep(interval)
+	}
+}
+
+// BuildHub builds cmd/edge-hub into the test's temporary directory (the
+// build cache makes this a link step after the first time).
+func BuildHub(tb testing.TB) string {
+	tb.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	path := filepath.Join(tb.TempDir(), "edge-hub")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./cmd/edge-hub")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build ./cmd/edge-hub: %v\n%s", err, out)
+	}
+	return path
+}
+
+// Hub is an edge-hub process.
+type Hub struct {
+	Bin, DataDir, Node  string
+	HTTPPort, HTTPSPort int
+	AdminPort           int
+	Args                []string
+	Proc                *Process
+	tb                  testing.TB
+	restarts            int
+}
+
+// StartHub runs edge-hub for node against server with the node's
+// credentials; extra flags are appended.
+func StartHub(tb testing.TB, cp *ControlPlane, server, node string, extra ...string) *Hub {
+	tb.Helper()
+	cert, key := cp.NodeCredentials(node)
+	h := &Hub{Bin: BuildHub(tb), DataDir: filepath.Join(tb.TempDir(), "hub"), Node: node,
+		HTTPPort: FreePort(tb), HTTPSPort: FreePort(tb), AdminPort: FreePort(tb), tb: tb}
+	h.Args = append([]string{
+		"--node-name=" + node, "--server=" + server, "--ca-file=" + cp.CAFile,
+		"--cert-file=" + cert, "--key-file=" + key,
+		"--data-dir=" + h.DataDir,
+		fmt.Sprintf("--listen-http=127.0.0.1:%d", h.HTTPPort),
+		fmt.Sprintf("--listen-https=127.0.0.1:%d", h.HTTPSPort),
+		fmt.Sprintf("--listen-admin=127.0.0.1:%d", h.AdminPort),
+		"--probe-interval=500ms", "--probe-timeout=500ms",
+		"--v=2",
+	}, extra...)
+	tb.Cleanup(func() {
+		if h.Proc != nil {
+			_ = h.Proc.Signal(syscall.SIGTERM, 10*time.Second)
+			if tb.Failed() {
+				tb.Logf("edge-hub log tail:\n%s", h.Proc.Tail(6000))
+			}
+		}
+	})
+	h.Start()
+	return h
+}
+
+// Start starts (or restarts) the process and waits for /readyz.
+func (h *Hub) Start() {
+	h.tb.Helper()
+	h.restarts++
+	h.Proc = startProcess(h.tb, "edge-hub", filepath.Join(filepath.Dir(h.DataDir), "hub.log"), h.Bin, h.Args...)
+	if err := WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+		if h.Proc.Exited() {
+			return fmt.Errorf("edge-hub exited: %s", h.Proc.Tail(3000))
+		}
+		resp, err := http.Get(h.AdminURL() + "/readyz")
+		if err != nil {
+			return err
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	}); err != nil {
+		h.tb.Fatalf("edge-hub not ready: %v", err)
+	}
+}
+
+// Stop stops the hub gracefully.
+func (h *Hub) Stop() { _ = h.Proc.Signal(syscall.SIGTERM, 10*time.Second) }
+
+// Kill kills the hub with SIGKILL.
+func (h *Hub) Kill() { h.Proc.Kill() }
+
+// URL is the plain-HTTP proxy address.
+func (h *Hub) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", h.HTTPPort) }
+
+// AdminURL is the metrics/health address.
+func (h *Hub) AdminURL() string { return fmt.Sprintf("http://127.0.0.1:%d", h.AdminPort) }
+
+// StorePath is the hub's cache file.
+func (h *Hub) StorePath() string { return filepath.Join(h.DataDir, "cache.db") }
+
+// Config is a client-go config through the hub's HTTP listener.
+func (h *Hub) Config(userAgent string) *rest.Config {
+	return &rest.Config{Host: h.URL(), UserAgent: userAgent, QPS: -1,
+		ContentConfig: rest.ContentConfig{ContentType: "application/json", AcceptContentTypes: "application/json"}}
+}
+
+// Metric returns the sum of the samples of a metric whose labels contain
+// every one of labels ("k=\"v\"").
+func (h *Hub) Metric(name string, labels ...string) (float64, error) {
+	resp, err := http.Get(h.AdminURL() + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	sum, found := 0.0, false
+	for _, line := range strings.Split(string(b), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(line, l) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, err
+		}
+		sum, found = sum+v, true
+	}
+	if !found {
+		return 0, fmt.Errorf("metric %s%v not found", name, labels)
+	}
+	return sum, nil
+}
+
+// RSSKiB reads a process's resident and peak resident set size.
+func RSSKiB(pid int) (rss, hwm int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		switch f[0] {
+		case "VmRSS:":
+			rss, _ = strconv.ParseInt(f[1], 10, 64)
+		case "VmHWM:":
+			hwm, _ = strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return rss, hwm, nil
+}

@@ -1,0 +1,262 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// upstream is the apiserver as the node sees it.
+type upstream struct {
+	base  *url.URL
+	token string
+	// rt multiplexes over HTTP/2; h1 carries protocol upgrades (exec,
+	// attach, port-forward), which HTTP/2 cannot.
+	rt, h1 *http.Transport
+}
+
+// kubeconfig is the subset of a kubeconfig file the hub reads.
+type kubeconfig struct {
+	CurrentContext string `json:"current-context"`
+	Clusters       []struct {
+		Name    string `json:"name"`
+		Cluster struct {
+			Server                   string `json:"server"`
+			CertificateAuthority     string `json:"certificate-authority"`
+			CertificateAuthorityData string `json:"certificate-authority-data"`
+			InsecureSkipTLSVerify    bool   `json:"insecure-skip-tls-verify"`
+		} `json:"cluster"`
+	} `json:"clusters"`
+	Users []struct {
+		Name string `json:"name"`
+		User struct {
+			ClientCertificate     string `json:"client-certificate"`
+			ClientCertificateData string `json:"client-certificate-data"`
+			ClientKey             string `json:"client-key"`
+			ClientKeyData         string `json:"client-key-data"`
+			Token                 string `json:"token"`
+			TokenFile             string `json:"tokenFile"`
+		} `json:"user"`
+	} `json:"users"`
+	Contexts []struct {
+		Name    string `json:"name"`
+		Context struct {
+			Cluster string `json:"cluster"`
+			User    string `json:"user"`
+		} `json:"context"`
+	} `json:"contexts"`
+}
+
+type credentials struct {
+	server                 string
+	caPEM, certPEM, keyPEM []byte
+	token                  string
+	insecure               bool
+}
+
+func loadCredentials(cfg Config) (credentials, error) {
+	var c credentials
+	if cfg.Kubeconfig != "" {
+		var err error
+		if c, err = readKubeconfig(cfg.Kubeconfig); err != nil {
+			return c, fmt.Errorf("kubeconfig %s: %w", cfg.Kubeconfig, err)
+		}
+	}
+	read := func(path string) ([]byte, error) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", path, err)
+		}
+		return b, nil
+	}
+	var err error
+	if cfg.Server != "" {
+		c.server = cfg.Server
+	}
+	if cfg.CAFile != "" {
+		if c.caPEM, err = read(cfg.CAFile); err != nil {
+			return c, err
+		}
+	}
+	if cfg.CertFile != "" {
+		if c.certPEM, err = read(cfg.CertFile); err != nil {
+			return c, err
+		}
+		if c.keyPEM, err = read(cfg.KeyFile); err != nil {
+			return c, err
+		}
+	}
+	if cfg.TokenFile != "" {
+		b, err := read(cfg.TokenFile)
+		if err != nil {
+			return c, err
+		}
+		c.token = strings.TrimSpace(string(b))
+	}
+	if c.server == "" {
+		return c, errors.New("no apiserver address")
+	}
+	return c, nil
+}
+
+func readKubeconfig(path string) (credentials, error) {
+	var c credentials
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return c, err
+	}
+	var kc kubeconfig
+	if err := yaml.Unmarshal(raw, &kc); err != nil {
+		return c, fmt.Errorf("parsing: %w", err)
+	}
+	ctxName := kc.CurrentContext
+	if ctxName == "" && len(kc.Contexts) == 1 {
+		ctxName = kc.Contexts[0].Name
+	}
+	var clusterName, userName string
+	for _, x := range kc.Contexts {
+		if x.Name == ctxName {
+			clusterName, userName = x.Context.Cluster, x.Context.User
+		}
+	}
+	if clusterName == "" {
+		return c, fmt.Errorf("context %q not found", ctxName)
+	}
+	dir := filepath.Dir(path)
+	file := func(data, p string) ([]byte, error) {
+		if data != "" {
+			return base64.StdEncoding.DecodeString(data)
+		}
+		if p == "" {
+			return nil, nil
+		}
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		return os.ReadFile(p)
+	}
+	found := false
+	for _, cl := range kc.Clusters {
+		if cl.Name != clusterName {
+			continue
+		}
+		found = true
+		c.server, c.insecure = cl.Cluster.Server, cl.Cluster.InsecureSkipTLSVerify
+		if c.caPEM, err = file(cl.Cluster.CertificateAuthorityData, cl.Cluster.CertificateAuthority); err != nil {
+			return c, fmt.Errorf("cluster %q CA: %w", clusterName, err)
+		}
+	}
+	if !found {
+		return c, fmt.Errorf("cluster %q not found", clusterName)
+	}
+	for _, u := range kc.Users {
+		if u.Name != userName {
+			continue
+		}
+		if c.certPEM, err = file(u.User.ClientCertificateData, u.User.ClientCertificate); err != nil {
+			return c, fmt.Errorf("user %q certificate: %w", userName, err)
+		}
+		if c.keyPEM, err = file(u.User.ClientKeyData, u.User.ClientKey); err != nil {
+			return c, fmt.Errorf("user %q key: %w", userName, err)
+		}
+		c.token = u.User.Token
+		if u.User.TokenFile != "" {
+			b, err := file("", u.User.TokenFile)
+			if err != nil {
+				return c, fmt.Errorf("user %q token: %w", userName, err)
+			}
+			c.token = strings.TrimSpace(string(b))
+		}
+	}
+	return c, nil
+}
+
+func newUpstream(cfg Config) (*upstream, error) {
+	creds, err := loadCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	base, err := url.Parse(creds.server)
+	if err != nil || base.Host == "" || (base.Scheme != "https" && base.Scheme != "http") {
+		return nil, fmt.Errorf("invalid apiserver URL %q", creds.server)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: creds.insecure} //nolint:gosec // only when the kubeconfig asks for it
+	if len(creds.caPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(creds.caPEM) {
+			return nil, errors.New("apiserver CA: no certificate found")
+		}
+		tlsCfg.RootCAs = pool
+	}
+	if len(creds.certPEM) > 0 {
+		pair, err := tls.X509KeyPair(creds.certPEM, creds.keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("node client certificate: %w", err)
+		}
+		tlsCfg.Certificates = []tls.Certificate{pair}
+	}
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout.Duration, KeepAlive: 15 * time.Second}
+	mk := func(h2 bool) *http.Transport {
+		t := &http.Transport{
+			DialContext:           dialer.DialContext,
+			TLSClientConfig:       tlsCfg.Clone(),
+			TLSHandshakeTimeout:   cfg.DialTimeout.Duration,
+			MaxIdleConns:          200,
+			MaxIdleConnsPerHost:   100,
+			IdleConnTimeout:       90 * time.Second,
+			ForceAttemptHTTP2:     h2,
+			ExpectContinueTimeout: time.Second,
+		}
+		if !h2 {
+			t.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		return t
+	}
+	return &upstream{base: base, token: creds.token, rt: mk(true), h1: mk(false)}, nil
+}
+
+// request builds an upstream request for path?query carrying the node's
+// credentials.
+func (u *upstream) request(ctx context.Context, method, path, rawQuery string, body []byte) *http.Request {
+	target := *u.base
+	target.Path = strings.TrimSuffix(u.base.Path, "/") + path
+	target.RawQuery = rawQuery
+	var rd io.Reader = http.NoBody
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, _ := http.NewRequestWithContext(ctx, method, target.String(), rd)
+	u.authorize(req)
+	return req
+}
+
+func (u *upstream) authorize(req *http.Request) {
+	req.Header.Del("Authorization")
+	if u.token != "" {
+		req.Header.Set("Authorization", "Bearer "+u.token)
+	}
+}
+
+// isLinkError tells a failure to reach the apiserver (refused, reset,
+// timed out, cut mid-response) from a client that went away.
+func isLinkError(ctxErr error, err error) bool {
+	if err == nil || ctxErr != nil {
+		return false
+	}
+	return !errors.Is(err, context.Canceled)
+}
