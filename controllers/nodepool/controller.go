@@ -6,8 +6,13 @@ package nodepool
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -35,6 +40,20 @@ const FieldOwner = "edgeunit-nodepool"
 type PoolReconciler struct {
 	Client   client.Client
 	Recorder events.EventRecorder
+
+	// written remembers, per pool, what the server holds after this
+	// reconciler's last writes and the resourceVersions those writes
+	// superseded. Node events requeue a pool before the cache has seen
+	// its own status write (status-only updates do not requeue it); while
+	// the cache still shows a superseded version, the remembered state
+	// stands in, so the same status is never written twice.
+	written sync.Map // pool name -> writtenState
+}
+
+type writtenState struct {
+	superseded map[string]bool
+	status     edgev1.NodePoolStatus
+	finalizers []string
 }
 
 // SetupWithManager registers the indexes and both NodePool controllers.
@@ -70,14 +89,18 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	log := ctrl.LoggerFrom(ctx)
 	pool := &edgev1.NodePool{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.Name)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	written := r.freshen(pool)
 
 	if !pool.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.reconcileDelete(ctx, pool)
 	}
 	if !controllerutil.ContainsFinalizer(pool, edgev1.FinalizerNodePool) {
-		if err := r.addFinalizer(ctx, pool); err != nil {
+		if err := r.addFinalizer(ctx, pool, written); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
@@ -97,9 +120,11 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	before := pool.DeepCopy()
 	wasReady := isReady(pool.Status.Conditions)
 	pool.Status = next
+	written.superseded[pool.ResourceVersion] = true
 	if err := r.Client.Status().Patch(ctx, pool, client.MergeFrom(before), client.FieldOwner(FieldOwner)); err != nil {
 		return reconcile.Result{}, fmt.Errorf("patching status of NodePool %s: %w", pool.Name, err)
 	}
+	r.remember(pool, written)
 	if nowReady := isReady(next.Conditions); nowReady != wasReady {
 		log.V(2).Info("NodePool readiness changed", "nodePool", klog.KObj(pool), "ready", nowReady)
 		r.event(pool, nowReady)
@@ -119,12 +144,61 @@ func (r *PoolReconciler) event(pool *edgev1.NodePool, ready bool) {
 	r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, c.Reason, "Sync", "%s", c.Message)
 }
 
-func (r *PoolReconciler) addFinalizer(ctx context.Context, pool *edgev1.NodePool) error {
-	before := pool.DeepCopy()
-	controllerutil.AddFinalizer(pool, edgev1.FinalizerNodePool)
-	if err := r.Client.Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldOwner)); err != nil {
+// freshen replaces a stale cached pool's status and finalizers with what
+// this reconciler last wrote, and returns the record to extend with the
+// writes of this pass.
+func (r *PoolReconciler) freshen(pool *edgev1.NodePool) writtenState {
+	if v, ok := r.written.Load(pool.Name); ok {
+		w := v.(writtenState)
+		if w.superseded[pool.ResourceVersion] {
+			pool.Status = *w.status.DeepCopy()
+			pool.Finalizers = slices.Clone(w.finalizers)
+			return w
+		}
+		r.written.Delete(pool.Name)
+	}
+	return writtenState{superseded: map[string]bool{}}
+}
+
+func (r *PoolReconciler) remember(pool *edgev1.NodePool, w writtenState) {
+	w.status = *pool.Status.DeepCopy()
+	w.finalizers = slices.Clone(pool.Finalizers)
+	r.written.Store(pool.Name, w)
+}
+
+// setFinalizer adds (or, with present false, removes) the cleanup
+// finalizer by server-side applying only that list entry: no
+// resourceVersion is involved, so it neither conflicts with nor drops
+// finalizers others add.
+func (r *PoolReconciler) setFinalizer(ctx context.Context, pool *edgev1.NodePool, present bool) error {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(edgev1.GroupVersion.WithKind("NodePool"))
+	u.SetName(pool.Name)
+	if present {
+		u.SetFinalizers([]string{edgev1.FinalizerNodePool})
+	}
+	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner)); err != nil {
+		return err
+	}
+	// A finalizer some other way put there (an older version, a human) is
+	// not this apply's to drop: remove that entry by position, guarded by
+	// a test so a concurrent change to the list fails instead of removing
+	// the wrong one.
+	if i := slices.Index(u.GetFinalizers(), edgev1.FinalizerNodePool); !present && i >= 0 {
+		patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/finalizers/%d","value":%q},{"op":"remove","path":"/metadata/finalizers/%d"}]`, i, edgev1.FinalizerNodePool, i)
+		return r.Client.Patch(ctx, u, client.RawPatch(types.JSONPatchType, []byte(patch)))
+	}
+	return nil
+}
+
+func (r *PoolReconciler) addFinalizer(ctx context.Context, pool *edgev1.NodePool, written writtenState) error {
+	from := pool.ResourceVersion
+	if err := r.setFinalizer(ctx, pool, true); err != nil {
 		return fmt.Errorf("adding finalizer to NodePool %s: %w", pool.Name, err)
 	}
+	written.superseded[from] = true
+	controllerutil.AddFinalizer(pool, edgev1.FinalizerNodePool)
+	r.remember(pool, written)
 	return nil
 }
 

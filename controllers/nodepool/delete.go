@@ -32,11 +32,10 @@ func (r *PoolReconciler) reconcileDelete(ctx context.Context, pool *edgev1.NodeP
 			return nil
 		}
 	}
-	before := pool.DeepCopy()
-	controllerutil.RemoveFinalizer(pool, edgev1.FinalizerNodePool)
-	if err := r.Client.Patch(ctx, pool, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldOwner)); err != nil {
+	if err := r.setFinalizer(ctx, pool, false); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("removing finalizer from NodePool %s: %w", pool.Name, err))
 	}
+	r.written.Delete(pool.Name)
 	ctrl.LoggerFrom(ctx).V(2).Info("Released NodePool", "nodePool", klog.KObj(pool))
 	return nil
 }

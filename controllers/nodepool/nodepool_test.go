@@ -303,6 +303,18 @@ var _ = Describe("NodePool controller", func() {
 		Eventually(getPool(ctx, pool.Name)).Should(HaveField("Status.Unit", ""))
 	})
 
+	It("releases a pool whose finalizer another client put there", func(ctx SpecContext) {
+		pool := samplePool(uniq("legacy"))
+		pool.Finalizers = []string{edgev1.FinalizerNodePool, "example.com/keep"}
+		Expect(k8s.Create(ctx, pool)).To(Succeed())
+		Eventually(getPool(ctx, pool.Name)).Should(WithTransform(condition(edgev1.ConditionReady), HaveField("Status", metav1.ConditionTrue)))
+		Expect(k8s.Delete(ctx, pool)).To(Succeed())
+		Eventually(getPool(ctx, pool.Name)).Should(HaveField("Finalizers", Equal([]string{"example.com/keep"})))
+		p := getPool(ctx, pool.Name)()
+		p.Finalizers = nil
+		Expect(k8s.Update(ctx, p)).To(Succeed())
+	})
+
 	It("makes no writes once converged", func(ctx SpecContext) {
 		pool := createPool(ctx, samplePool(uniq("idle")))
 		n := newNode(ctx, uniq("edge"), pool.Name, true, nil)

@@ -32,7 +32,7 @@ func computeStatus(pool *edgev1.NodePool, unit string, members []corev1.Node) ed
 	want := desiredForPool(pool, unit)
 	var (
 		names     []string
-		pending   int
+		pending   bool
 		conflicts []string
 	)
 	for i := range members {
@@ -46,7 +46,7 @@ func computeStatus(pool *edgev1.NodePool, unit string, members []corev1.Node) ed
 		prev, _ := readRecord(n)
 		plan := planNode(n, want, prev)
 		if !plan.empty() {
-			pending++
+			pending = true
 		}
 		for _, c := range plan.conflicts {
 			conflicts = append(conflicts, n.Name+": "+c)
@@ -65,9 +65,11 @@ func computeStatus(pool *edgev1.NodePool, unit string, members []corev1.Node) ed
 		synced.Status, synced.Reason = metav1.ConditionFalse, edgev1.ReasonKeyConflict
 		synced.Message = fmt.Sprintf("%d keys are held by another writer with a different value and were left alone: %s",
 			len(conflicts), strings.Join(firstN(conflicts, maxListedConflicts), "; "))
-	case pending > 0:
+	case pending:
 		synced.Status, synced.Reason = metav1.ConditionFalse, edgev1.ReasonSyncing
-		synced.Message = fmt.Sprintf("%d of %d nodes do not carry the pool's keys yet", pending, len(members))
+		// No running count here: it would rewrite the status for every
+		// node that catches up.
+		synced.Message = "Some nodes do not carry the pool's keys yet"
 	case len(members) == 0:
 		synced.Status, synced.Reason = metav1.ConditionTrue, edgev1.ReasonNoNodes
 		synced.Message = "No node carries the label " + edgev1.LabelNodePool + "=" + pool.Name
