@@ -22,9 +22,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/autonomy"
 	"github.com/edgeunit/edgeunit/controllers/nodepool"
+	"github.com/edgeunit/edgeunit/controllers/topology"
 	webhookcerts "github.com/edgeunit/edgeunit/webhooks/certs"
+	edgeunitwebhook "github.com/edgeunit/edgeunit/webhooks/edgeunit"
 	nodepoolwebhook "github.com/edgeunit/edgeunit/webhooks/nodepool"
+	podwebhook "github.com/edgeunit/edgeunit/webhooks/pod"
 )
 
 // Options configure the manager. Zero values take the defaults below.
@@ -110,9 +114,21 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	if err := nodepool.SetupWithManager(ctx, mgr, copts); err != nil {
 		return nil, err
 	}
+	if err := topology.SetupWithManager(ctx, mgr, copts); err != nil {
+		return nil, fmt.Errorf("setting up the topology controller: %w", err)
+	}
+	if err := autonomy.SetupWithManager(ctx, mgr, copts); err != nil {
+		return nil, fmt.Errorf("setting up the autonomy controller: %w", err)
+	}
 	if o.EnableWebhooks {
 		if err := nodepoolwebhook.SetupWithManager(mgr); err != nil {
 			return nil, fmt.Errorf("registering NodePool webhook: %w", err)
+		}
+		if err := edgeunitwebhook.SetupWithManager(ctx, mgr); err != nil {
+			return nil, fmt.Errorf("registering EdgeUnit webhook: %w", err)
+		}
+		if err := podwebhook.SetupWithManager(ctx, mgr); err != nil {
+			return nil, fmt.Errorf("registering Pod webhook: %w", err)
 		}
 		if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 			return nil, fmt.Errorf("adding webhook readiness check: %w", err)
@@ -132,6 +148,7 @@ const (
 	WebhookSecret     = "edgeunit-webhook-cert"
 	WebhookService    = "edgeunit-webhook-service"
 	WebhookValidating = "edgeunit-validating-webhook-configuration"
+	WebhookMutating   = "edgeunit-mutating-webhook-configuration"
 )
 
 // provisionWebhookCert writes the webhook certificate before the webhook
@@ -146,7 +163,7 @@ func provisionWebhookCert(ctx context.Context, mgr ctrl.Manager, o Options) erro
 	}
 	p := &webhookcerts.Provisioner{
 		Client: direct, Namespace: o.Namespace, Secret: WebhookSecret, Service: WebhookService,
-		CertDir: o.WebhookCertDir, Validating: []string{WebhookValidating}, Interval: time.Hour,
+		CertDir: o.WebhookCertDir, Validating: []string{WebhookValidating}, Mutating: []string{WebhookMutating}, Interval: time.Hour,
 	}
 	if err := p.Ensure(ctx); err != nil {
 		return fmt.Errorf("provisioning the webhook certificate: %w", err)
