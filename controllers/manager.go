@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -23,8 +24,11 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/autonomy"
+	"github.com/edgeunit/edgeunit/controllers/certificates"
+	"github.com/edgeunit/edgeunit/controllers/edgeunit"
 	"github.com/edgeunit/edgeunit/controllers/nodepool"
 	"github.com/edgeunit/edgeunit/controllers/topology"
+	"github.com/edgeunit/edgeunit/controllers/tunnelendpoint"
 	webhookcerts "github.com/edgeunit/edgeunit/webhooks/certs"
 	edgeunitwebhook "github.com/edgeunit/edgeunit/webhooks/edgeunit"
 	nodepoolwebhook "github.com/edgeunit/edgeunit/webhooks/nodepool"
@@ -43,8 +47,15 @@ type Options struct {
 	// certificate (Secret, files, caBundle) in Namespace. Off when OLM or
 	// cert-manager provide it.
 	ProvisionWebhookCert bool
-	// Namespace the manager runs in.
-	Namespace        string
+	// Namespace the manager runs in, where it keeps the children of
+	// TunnelEndpoints and EdgeUnits and its CA. Default DefaultNamespace.
+	Namespace string
+	// NodeAPIServerURL is kube-apiserver's address as edge nodes reach it;
+	// empty means the server of each node's kubelet kubeconfig.
+	NodeAPIServerURL string
+	// Image is the default image of the node components and tunnel
+	// servers (one image holds every binary).
+	Image            string
 	LeaderElection   bool
 	LeaderElectionNS string
 	// QPS and Burst of the manager's API client. The defaults are sized so
@@ -60,6 +71,8 @@ const (
 	DefaultQPS         = 300
 	DefaultBurst       = 600
 	DefaultConcurrency = 8
+	DefaultNamespace   = "edgeunit-system"
+	DefaultImage       = "ghcr.io/edgeunit/edgeunit:latest"
 )
 
 // Scheme returns a scheme with the built-in kinds and edgeunit's.
@@ -83,6 +96,25 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency
 	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.Image == "" {
+		o.Image = DefaultImage
+	}
+	byObject := map[client.Object]cache.ByObject{
+		&corev1.Node{}: {Transform: trimNode},
+	}
+	// Children live in the manager's namespace: cache only that namespace,
+	// which is also all the namespaced RBAC allows.
+	byObject[&appsv1.DaemonSet{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Namespace: {}}}
+	byObject[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Namespace: {}}}
+	for obj, by := range tunnelendpoint.CacheByObject(o.Namespace) {
+		if _, isService := obj.(*corev1.Service); isService {
+			continue // The topology controller watches Services everywhere.
+		}
+		byObject[obj] = by
+	}
 	mopts := ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -91,9 +123,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		LeaderElectionID:        "edgeunit-manager.edge.edgeunit.io",
 		LeaderElectionNamespace: o.LeaderElectionNS,
 		Cache: cache.Options{
-			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Node{}: {Transform: trimNode},
-			},
+			ByObject:         byObject,
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
 		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
@@ -113,6 +143,17 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	copts := controller.Options{MaxConcurrentReconciles: o.Concurrency, CacheSyncTimeout: 2 * time.Minute}
 	if err := nodepool.SetupWithManager(ctx, mgr, copts); err != nil {
 		return nil, err
+	}
+	if err := tunnelendpoint.SetupWithManager(ctx, mgr, tunnelendpoint.Options{Namespace: o.Namespace, Image: o.Image, Controller: copts}); err != nil {
+		return nil, fmt.Errorf("setting up the TunnelEndpoint controller: %w", err)
+	}
+	if err := edgeunit.SetupWithManager(ctx, mgr, edgeunit.Options{
+		Namespace: o.Namespace, HubImage: o.Image, AgentImage: o.Image, APIServerURL: o.NodeAPIServerURL, Controller: copts,
+	}); err != nil {
+		return nil, fmt.Errorf("setting up the EdgeUnit controller: %w", err)
+	}
+	if err := certificates.SetupWithManager(ctx, mgr, certificates.Options{Namespace: o.Namespace, Controller: copts}); err != nil {
+		return nil, fmt.Errorf("setting up the certificate controllers: %w", err)
 	}
 	if err := topology.SetupWithManager(ctx, mgr, copts); err != nil {
 		return nil, fmt.Errorf("setting up the topology controller: %w", err)

@@ -43,4 +43,9 @@ const (
 	ReasonIssueFailed     = "IssueFailed"
 	ReasonComponentsReady = "ComponentsReady"
 	ReasonNotReady        = "NotReady"
+	// ReasonPoolClaimed: a listed pool is owned by another (older) unit.
+	ReasonPoolClaimed = "PoolClaimed"
+	// ReasonBindingsPending: network autonomy is on, but bindings are not
+	// recorded yet.
+	ReasonBindingsPending = "BindingsPending"
 )

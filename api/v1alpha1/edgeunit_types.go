@@ -210,7 +210,7 @@ type EdgeUnitStatus struct {
 // +kubebuilder:printcolumn:name="Hub",type=string,JSONPath=`.status.conditions[?(@.type=="HubReady")].status`
 // +kubebuilder:printcolumn:name="Tunnel",type=string,JSONPath=`.status.conditions[?(@.type=="TunnelConnected")].status`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="an EdgeUnit name is a label value: at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: an EdgeUnit name is a label value"
 type EdgeUnit struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional

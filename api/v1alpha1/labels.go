@@ -32,6 +32,11 @@ const (
 
 	// FinalizerNodePool holds a NodePool until its keys are off its nodes.
 	FinalizerNodePool = Prefix + "nodepool-cleanup"
+	// FinalizerEdgeUnit holds an EdgeUnit until its children are deleted.
+	FinalizerEdgeUnit = Prefix + "edgeunit-cleanup"
+	// FinalizerTunnelEndpoint holds a TunnelEndpoint until its children are
+	// deleted.
+	FinalizerTunnelEndpoint = Prefix + "tunnelendpoint-cleanup"
 
 	// AutonomyUnbounded is the autonomy duration annotation's value when pods
 	// are never evicted for a lost link.

@@ -136,7 +136,7 @@ type NodePoolStatus struct {
 // +kubebuilder:printcolumn:name="Ready-Nodes",type=integer,JSONPath=`.status.readyNodes`
 // +kubebuilder:printcolumn:name="Unit",type=string,JSONPath=`.status.unit`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a NodePool name is a label value: at most 63 characters"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="metadata.name must be at most 63 characters: a NodePool name is a label value"
 // +kubebuilder:validation:XValidation:rule="!has(self.spec.autonomy) || !self.spec.autonomy.enabled || self.spec.type == 'Edge'",message="spec.autonomy can only be enabled on Edge pools"
 type NodePool struct {
 	metav1.TypeMeta `json:",inline"`

@@ -141,7 +141,7 @@ type TunnelEndpointStatus struct {
 // +kubebuilder:printcolumn:name="Agents",type=integer,JSONPath=`.status.connectedAgents`
 // +kubebuilder:printcolumn:name="Service",type=string,JSONPath=`.spec.service.type`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="a TunnelEndpoint name is at most 52 characters: its Deployment and Services are named after it"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="metadata.name must be at most 52 characters: the TunnelEndpoint's Deployment and Services are named after it"
 type TunnelEndpoint struct {
 	metav1.TypeMeta `json:",inline"`
 	// +optional

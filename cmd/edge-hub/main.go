@@ -11,14 +11,27 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/go-logr/logr"
 
 	"github.com/edgeunit/edgeunit/internal/hub"
+	"github.com/edgeunit/edgeunit/internal/hubinstall"
 )
 
+// defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT says
+// otherwise: the garbage collector works harder before the hub grows past
+// it under bursts of large LISTs.
+const defaultMemoryLimit = 160 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "install" {
+		os.Exit(runInstaller(os.Args[2:]))
+	}
 	cfg, err := hub.LoadConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -42,4 +55,20 @@ func main() {
 		log.Error(err, "Hub failed")
 		os.Exit(1)
 	}
+}
+
+// runInstaller is `edge-hub install`: the installer DaemonSet's container,
+// which writes the hub's static pod manifest and config onto the node.
+func runInstaller(args []string) int {
+	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil)).WithName("edge-hub-install")
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := hubinstall.Main(ctx, args, log); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		log.Error(err, "Installing the hub failed")
+		return 1
+	}
+	return 0
 }

@@ -21,7 +21,9 @@ func main() {
 	flag.IntVar(&o.WebhookPort, "webhook-port", 9443, "Port of the webhook server.")
 	flag.StringVar(&o.WebhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding tls.crt and tls.key for the webhook server.")
 	flag.BoolVar(&o.ProvisionWebhookCert, "provision-webhook-cert", true, "Keep the webhook serving certificate in a Secret and inject its CA (turn off under OLM or cert-manager).")
-	flag.StringVar(&o.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "Namespace the manager runs in (default $POD_NAMESPACE).")
+	flag.StringVar(&o.Namespace, "namespace", envOr("POD_NAMESPACE", controllers.DefaultNamespace), "Namespace the manager runs in and keeps its children in (default $POD_NAMESPACE).")
+	flag.StringVar(&o.NodeAPIServerURL, "node-apiserver-url", "", "kube-apiserver's URL as edge nodes reach it (default: each node's kubelet kubeconfig server).")
+	flag.StringVar(&o.Image, "image", controllers.DefaultImage, "Default image of the edge hub, tunnel agent and tunnel server.")
 	flag.BoolVar(&o.LeaderElection, "leader-elect", false, "Elect a leader so only one replica reconciles.")
 	flag.StringVar(&o.LeaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (in-cluster: the pod's).")
 	flag.Float64Var(&qps, "kube-api-qps", controllers.DefaultQPS, "Queries per second to kube-apiserver.")
@@ -48,4 +50,11 @@ func main() {
 		log.Error(err, "Running the manager")
 		os.Exit(1)
 	}
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

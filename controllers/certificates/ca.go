@@ -1,6 +1,11 @@
-// Package certificates keeps the operator's CA and issues certificates from
-// it: serving certificates for tunnel servers and, through the Kubernetes
-// CSR API, per-node client identities.
+// Package certificates keeps the operator's CA (EnsureCA, which the
+// tunnelendpoint and edgeunit controllers use for the servers' short-lived
+// serving certificates) and issues per-node identities from it through the
+// Kubernetes CSR API: the csr-approver controller approves a request for one
+// of edgeunit's signers (certs.SignerTunnelAgent, certs.SignerEdgeHub) only
+// when the node it names asked for exactly that node's identity, and denies
+// everything else; the csr-signer controller signs approved requests. Nodes
+// request and rotate their identities with internal/certs/csr.
 package certificates
 
 import (
@@ -17,7 +22,8 @@ import (
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
-// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;list;watch;create;update;patch
+// EnsureCA only reads and creates the CA Secret; it never updates it.
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,verbs=get;create
 
 // CASecret is the Secret, in the manager's namespace, holding the operator CA.
 const CASecret = "edgeunit-ca"

@@ -378,9 +378,12 @@ var _ = Describe("NodePool validation", func() {
 	It("keeps type immutable", func(ctx SpecContext) {
 		p := createPool(ctx, samplePool(uniq("immutable")))
 		Expect(p.Spec.Type).To(Equal(edgev1.NodePoolEdge), "type defaults to Edge")
-		p.Spec.Type = edgev1.NodePoolCloud
-		p.Spec.Autonomy = nil
-		err := k8s.Update(ctx, p)
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			p = getPool(ctx, p.Name)()
+			p.Spec.Type = edgev1.NodePoolCloud
+			p.Spec.Autonomy = nil
+			return k8s.Update(ctx, p)
+		})
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "unexpected error %v", err)
 		Expect(err.Error()).To(SatisfyAll(ContainSubstring("spec.type"), ContainSubstring("immutable")))
 	})

@@ -43,7 +43,7 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 
 	var err error
-	env, err = testenv.Environment(true)
+	env, err = testenv.EnvironmentWithWebhooks("vnodepool.edge.edgeunit.io")
 	Expect(err).NotTo(HaveOccurred())
 	cfg, err := env.Start()
 	Expect(err).NotTo(HaveOccurred())

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -245,6 +248,12 @@ func (d *Demo) logTails() string {
 // the NodePool webhook fails closed.
 func (d *Demo) startManager(ctx context.Context) error {
 	wio := &d.env.WebhookInstallOptions
+	// The manager keeps its CA and the children of TunnelEndpoints and
+	// EdgeUnits in its namespace, as `make deploy` would create it.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllers.DefaultNamespace}}
+	if err := d.Client.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", ns.Name, err)
+	}
 	// The manager outlives ctx's cancellation until Stop, so Stop can shut
 	// it down before the apiserver.
 	mgrCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

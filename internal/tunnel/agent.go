@@ -299,7 +299,7 @@ func (a *Agent) connect(ctx context.Context, addr string, log logr.Logger) error
 	}
 	deadline, _ := dctx.Deadline()
 	_ = raw.SetDeadline(deadline)
-	tc := tls.Client(raw, tcfg)
+	tc := tls.Client(newBatchConn(raw), tcfg)
 	if err := tc.HandshakeContext(dctx); err != nil {
 		_ = raw.Close()
 		return fmt.Errorf("TLS handshake with %s: %w", addr, err)
@@ -333,14 +333,29 @@ func (a *Agent) connect(ctx context.Context, addr string, log logr.Logger) error
 	defer a.setSession(addr, nil)
 	stop := context.AfterFunc(ctx, func() { _ = sess.Close() })
 	defer stop()
-	for {
-		st, err := sess.AcceptStream()
-		if err != nil {
-			return fmt.Errorf("%w: %s: %w", errSessionEnded, addr, err)
-		}
-		go a.serveStream(ctx, st, log)
+	// AcceptStream acknowledges each stream before returning it, and the
+	// acknowledgement waits its turn behind the data frames already queued
+	// (a few: see writeGate). Several acceptors keep that wait from
+	// serialising stream opens.
+	gate := newWriteGate()
+	errs := make(chan error, streamAcceptors)
+	for range streamAcceptors {
+		go func() {
+			for {
+				st, err := sess.AcceptStream()
+				if err != nil {
+					errs <- err
+					return
+				}
+				go a.serveStream(ctx, st, gate, log)
+			}
+		}()
 	}
+	return fmt.Errorf("%w: %s: %w", errSessionEnded, addr, <-errs)
 }
+
+// streamAcceptors is how many goroutines accept streams on a session.
+const streamAcceptors = 32
 
 func (a *Agent) setSession(addr string, sess *yamux.Session) {
 	a.mu.Lock()
@@ -374,7 +389,7 @@ func (a *Agent) report(sess *yamux.Session, servers int32) {
 }
 
 // serveStream answers one server request: policy, dial, relay.
-func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, log logr.Logger) {
+func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, gate writeGate, log logr.Logger) {
 	_ = st.SetDeadline(time.Now().Add(a.cfg.DialTimeout))
 	var req request
 	if err := readFrame(st, &req); err != nil {
@@ -405,5 +420,5 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, log logr.Logg
 	}
 	_ = st.SetDeadline(time.Time{})
 	log.V(4).Info("Relaying")
-	splice(st, conn)
+	splice(newMuxStream(st, gate), conn)
 }

@@ -67,6 +67,7 @@ type agentSession struct {
 	node     string
 	remote   string
 	sess     *yamux.Session
+	gate     writeGate
 	since    time.Time
 	lastSeen atomic.Int64 // unix nanoseconds
 	servers  atomic.Int32
@@ -138,7 +139,7 @@ func (s *Server) closeAll() {
 func (s *Server) authenticate(ctx context.Context, raw net.Conn) (*tls.Conn, string, error) {
 	deadline := s.cfg.Now().Add(s.cfg.HandshakeTimeout)
 	_ = raw.SetDeadline(deadline)
-	tc := tls.Server(raw, s.tlsCfg)
+	tc := tls.Server(newBatchConn(raw), s.tlsCfg)
 	hctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -189,7 +190,7 @@ func (s *Server) handleAgent(ctx context.Context, raw net.Conn) {
 		return
 	}
 	now := s.cfg.Now()
-	a := &agentSession{id: s.seq.Add(1), node: node, remote: raw.RemoteAddr().String(), sess: sess, since: now}
+	a := &agentSession{id: s.seq.Add(1), node: node, remote: raw.RemoteAddr().String(), sess: sess, gate: newWriteGate(), since: now}
 	a.lastSeen.Store(now.UnixNano())
 	a.servers.Store(1)
 	s.register(a)
@@ -325,5 +326,5 @@ func (s *Server) DialNode(ctx context.Context, node, target string) (net.Conn, e
 	}
 	_ = st.SetDeadline(time.Time{})
 	a.lastSeen.Store(s.cfg.Now().UnixNano())
-	return st, nil
+	return newMuxStream(st, a.gate), nil
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
@@ -408,5 +410,67 @@ func TestFrameRoundTripAndLimits(t *testing.T) {
 	}
 	if !errors.Is(reply{Code: codeForbidden}.err(), ErrForbidden) {
 		t.Fatal("forbidden reply does not map to ErrForbidden")
+	}
+}
+
+// TestGatedStreamsDoNotWaitForAFullWindow: with a gate of one frame, a stream
+// whose reader never reads must not keep the gate from the others, and write
+// deadlines still apply.
+func TestGatedStreamsDoNotWaitForAFullWindow(t *testing.T) {
+	a, b := net.Pipe()
+	cfg := muxConfig(testLogger(t), 0)
+	client, err := yamux.Client(a, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := yamux.Server(b, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	gate := make(writeGate, 1)
+	open := func() (*muxStream, *yamux.Stream) {
+		st, err := client.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.Write([]byte("x")); err != nil { // sends the SYN
+			t.Fatal(err)
+		}
+		peer, err := server.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 1)
+		if _, err := io.ReadFull(peer, buf); err != nil {
+			t.Fatal(err)
+		}
+		return newMuxStream(st, gate), peer
+	}
+	stalled, _ := open()
+	stalledDone := make(chan error, 1)
+	go func() {
+		_, err := stalled.Write(make([]byte, 4*maxStreamWindow))
+		stalledDone <- err
+	}()
+	busy, peer := open()
+	const size = 8 * maxStreamWindow
+	go func() { _, _ = busy.Write(make([]byte, size)) }()
+	_ = peer.SetReadDeadline(time.Now().Add(20 * time.Second))
+	if n, err := io.ReadFull(peer, make([]byte, size)); err != nil {
+		t.Fatalf("busy stream moved %d bytes beside a stalled one: %v", n, err)
+	}
+	_ = stalled.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+	select {
+	case err := <-stalledDone:
+		if !errors.Is(err, yamux.ErrTimeout) {
+			t.Fatalf("stalled write ended with %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("write deadline ignored on a stream waiting for its window")
+	}
+	if len(gate) != 0 {
+		t.Fatalf("%d gate slots still held", len(gate))
 	}
 }

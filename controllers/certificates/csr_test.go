@@ -1,0 +1,249 @@
+package certificates_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	certutil "k8s.io/client-go/util/cert"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/edgeunit/edgeunit/controllers/certificates"
+	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/certs/csr"
+)
+
+var _ = Describe("CSR approver and signer", func() {
+	clientUsages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
+
+	It("approves and signs a node's own tunnel-agent identity", func(ctx SpecContext) {
+		n1 := clientsetAs("system:node:n1", "system:nodes")
+		name, key := createCSR(ctx, n1, certs.SignerTunnelAgent, certs.TunnelAgentIdentity.CommonName("n1"), certs.TunnelAgentOrganization, clientUsages, 3600)
+		got := decided(ctx, name)
+		Expect(condition(got, certificatesv1.CertificateApproved)).To(HaveField("Reason", certificates.ReasonAutoApproved))
+		Eventually(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+			g.Expect(got.Status.Certificate).NotTo(BeEmpty())
+		}).Should(Succeed())
+
+		cert, err := certs.ParseCert(got.Status.Certificate)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = cert.Verify(x509.VerifyOptions{Roots: operatorCA(ctx).Pool(), CurrentTime: clk.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cert.Subject.CommonName).To(Equal("edgeunit:tunnel-agent:n1"))
+		Expect(cert.Subject.Organization).To(Equal([]string{certs.TunnelAgentOrganization}))
+		Expect(cert.ExtKeyUsage).To(Equal([]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}))
+		Expect(cert.DNSNames).To(BeEmpty())
+		Expect(cert.IPAddresses).To(BeEmpty())
+		Expect(cert.PublicKey.(*ecdsa.PublicKey).Equal(key.Public())).To(BeTrue())
+		Expect(cert.NotAfter.Sub(cert.NotBefore)).To(Equal(time.Hour+5*time.Minute), "the signer honours expirationSeconds (NotBefore is backdated 5 minutes)")
+		node, err := certs.TunnelAgentNode(cert)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(node).To(Equal("n1"))
+	})
+
+	It("denies node n2 requesting n1's identity", func(ctx SpecContext) {
+		n2 := clientsetAs("system:node:n2", "system:nodes")
+		name, _ := createCSR(ctx, n2, certs.SignerTunnelAgent, certs.TunnelAgentIdentity.CommonName("n1"), certs.TunnelAgentOrganization, clientUsages, 3600)
+		got := decided(ctx, name)
+		Expect(condition(got, certificatesv1.CertificateApproved)).To(BeNil())
+		denied := condition(got, certificatesv1.CertificateDenied)
+		Expect(denied).NotTo(BeNil())
+		Expect(denied.Reason).To(Equal(certificates.ReasonRequesterMismatch))
+		Expect(denied.Message).To(ContainSubstring(`node "n2" may not request the identity of node "n1"`))
+		Expect(got.Status.Certificate).To(BeEmpty())
+	})
+
+	It("denies a requester that is not a node", func(ctx SpecContext) {
+		alice := clientsetAs("alice", "developers")
+		name, _ := createCSR(ctx, alice, certs.SignerEdgeHub, certs.EdgeHubIdentity.CommonName("n1"), certs.EdgeHubOrganization, clientUsages, 3600)
+		denied := condition(decided(ctx, name), certificatesv1.CertificateDenied)
+		Expect(denied).NotTo(BeNil())
+		Expect(denied.Reason).To(Equal(certificates.ReasonRequesterMismatch))
+		Expect(denied.Message).To(ContainSubstring(`requester "alice"`))
+	})
+
+	It("approves a bootstrap token bound to the node and denies a bare one", func(ctx SpecContext) {
+		bound := clientsetAs("system:bootstrap:abcdef", "system:bootstrappers", certs.BootstrapNodeGroup("edge-3.site"))
+		name, _ := createCSR(ctx, bound, certs.SignerEdgeHub, certs.EdgeHubIdentity.CommonName("edge-3.site"), certs.EdgeHubOrganization, clientUsages, 3600)
+		Expect(condition(decided(ctx, name), certificatesv1.CertificateApproved)).NotTo(BeNil())
+
+		bare := clientsetAs("system:bootstrap:ghijkl", "system:bootstrappers")
+		name, _ = createCSR(ctx, bare, certs.SignerEdgeHub, certs.EdgeHubIdentity.CommonName("edge-3.site"), certs.EdgeHubOrganization, clientUsages, 3600)
+		denied := condition(decided(ctx, name), certificatesv1.CertificateDenied)
+		Expect(denied).NotTo(BeNil())
+		Expect(denied.Message).To(ContainSubstring("is not bound to node"))
+	})
+})
+
+var _ = Describe("The node-side requester", func() {
+	It("writes the identity, reuses it from disk and rotates it before expiry", func(ctx SpecContext) {
+		n4 := clientsetAs("system:node:n4", "system:nodes")
+		dir := GinkgoT().TempDir()
+		cfg := csr.Config{Client: n4, Identity: certs.TunnelAgentIdentity, Node: "n4", Dir: dir, Lifetime: time.Hour, Clock: clk}
+		r, err := csr.New(cfg)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(r.Ensure(ctx)).To(Succeed())
+
+		first := r.Current()
+		Expect(first.Leaf.Subject.CommonName).To(Equal("edgeunit:tunnel-agent:n4"))
+		_, err = first.Leaf.Verify(x509.VerifyOptions{Roots: operatorCA(ctx).Pool(), CurrentTime: clk.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		Expect(err).NotTo(HaveOccurred())
+		info, err := os.Stat(r.Path())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(info.Mode().Perm()).To(Equal(os.FileMode(0o600)))
+		onDisk, err := tls.LoadX509KeyPair(r.Path(), r.Path())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(onDisk.Certificate[0]).To(Equal(first.Certificate[0]))
+		Expect(requestsBy(ctx, "edgeunit-tunnel-agent-n4-")).To(Equal(1))
+
+		By("restarting: the certificate on disk is reused, no new request")
+		again, err := csr.New(cfg)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(again.Ensure(ctx)).To(Succeed())
+		Expect(again.Current().Certificate[0]).To(Equal(first.Certificate[0]))
+		Expect(requestsBy(ctx, "edgeunit-tunnel-agent-n4-")).To(Equal(1))
+
+		By("running the rotation loop and moving the clock past 80% of the lifetime")
+		rctx, stop := context.WithCancel(ctx)
+		loopDone := make(chan error, 1)
+		go func() { loopDone <- r.Run(rctx) }()
+		DeferCleanup(func() { stop(); Eventually(loopDone).Should(Receive(MatchError(context.Canceled))) })
+		// Step only once the loop waits on the clock, or it would schedule
+		// its timer from the new time and never fire.
+		Eventually(clk.HasWaiters).Should(BeTrue())
+		clk.Step(55 * time.Minute)
+
+		Eventually(func() []byte { return r.Current().Certificate[0] }).ShouldNot(Equal(first.Certificate[0]))
+		second := r.Current()
+		Expect(second.Leaf.NotBefore).To(BeTemporally(">", first.Leaf.NotBefore.Add(50*time.Minute)), "the new certificate is dated by the signer at the stepped time")
+		Expect(second.PrivateKey.(*ecdsa.PrivateKey).Equal(first.PrivateKey)).To(BeFalse(), "rotation uses a new key")
+		Expect(requestsBy(ctx, "edgeunit-tunnel-agent-n4-")).To(Equal(2))
+		onDisk, err = tls.LoadX509KeyPair(r.Path(), r.Path())
+		Expect(err).NotTo(HaveOccurred())
+		Expect(onDisk.Certificate[0]).To(Equal(second.Certificate[0]))
+		leftovers, err := os.ReadDir(dir)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(leftovers).To(HaveLen(1), "no temporary files are left behind")
+	})
+
+	It("gives a hub a loopback serving identity usable for mTLS with an agent", func(ctx SpecContext) {
+		n5 := clientsetAs("system:node:n5", "system:nodes")
+		hub, err := csr.New(csr.Config{Client: n5, Identity: certs.EdgeHubIdentity, Node: "n5", Dir: GinkgoT().TempDir(), ServeLoopback: true, Clock: clk})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(hub.Ensure(ctx)).To(Succeed())
+		agent, err := csr.New(csr.Config{Client: n5, Identity: certs.TunnelAgentIdentity, Node: "n5", Dir: GinkgoT().TempDir(), Clock: clk})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(agent.Ensure(ctx)).To(Succeed())
+		Expect(hub.Current().Leaf.NotAfter.Sub(hub.Current().Leaf.NotBefore)).To(Equal(certificates.DefaultLifetime+5*time.Minute), "no expirationSeconds: the signer's default")
+
+		pool := operatorCA(ctx).Pool()
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+			GetCertificate: hub.GetCertificate, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, Time: clk.Now, MinVersion: tls.VersionTLS13,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		defer ln.Close()
+		peer := make(chan string, 1)
+		go func() {
+			defer GinkgoRecover()
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			tc := conn.(*tls.Conn)
+			if tc.HandshakeContext(ctx) == nil {
+				peer <- tc.ConnectionState().PeerCertificates[0].Subject.CommonName
+				_, _ = io.WriteString(conn, "ok")
+			}
+		}()
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+			GetClientCertificate: agent.GetClientCertificate, RootCAs: pool, ServerName: "localhost", Time: clk.Now, MinVersion: tls.VersionTLS13,
+		})
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close()
+		Expect(io.ReadAll(conn)).To(Equal([]byte("ok")))
+		Expect(peer).To(Receive(Equal("edgeunit:tunnel-agent:n5")))
+	})
+
+	It("reports a denied request as ErrDenied", func(ctx SpecContext) {
+		n6 := clientsetAs("system:node:n6", "system:nodes")
+		r, err := csr.New(csr.Config{Client: n6, Identity: certs.TunnelAgentIdentity, Node: "n1", Dir: GinkgoT().TempDir(), Clock: clk})
+		Expect(err).NotTo(HaveOccurred())
+		err = r.Ensure(ctx)
+		Expect(errors.Is(err, csr.ErrDenied)).To(BeTrue(), "got %v", err)
+		Expect(err.Error()).To(ContainSubstring(`node "n6" may not request the identity of node "n1"`))
+		Expect(r.Current()).To(BeNil())
+		_, err = r.GetClientCertificate(nil)
+		Expect(err).To(HaveOccurred())
+	})
+})
+
+// createCSR submits a CSR as cs and returns its name and key.
+func createCSR(ctx context.Context, cs kubernetes.Interface, signer, cn, org string, usages []certificatesv1.KeyUsage, seconds int32) (string, *ecdsa.PrivateKey) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	req, err := certutil.MakeCSR(key, &pkix.Name{CommonName: cn, Organization: []string{org}}, nil, nil)
+	Expect(err).NotTo(HaveOccurred())
+	created, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-"},
+		Spec:       certificatesv1.CertificateSigningRequestSpec{Request: req, SignerName: signer, Usages: usages, ExpirationSeconds: &seconds},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return created.Name, key
+}
+
+// decided waits for the approver's decision on a CSR.
+func decided(ctx context.Context, name string) *certificatesv1.CertificateSigningRequest {
+	got := &certificatesv1.CertificateSigningRequest{}
+	Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: name}, got)).To(Succeed())
+		g.Expect(got.Status.Conditions).NotTo(BeEmpty())
+	}).Should(Succeed())
+	return got
+}
+
+func condition(c *certificatesv1.CertificateSigningRequest, t certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequestCondition {
+	for i := range c.Status.Conditions {
+		if c.Status.Conditions[i].Type == t {
+			return &c.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+func operatorCA(ctx context.Context) *certs.CA {
+	sec := &corev1.Secret{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: managerNS, Name: certificates.CASecret}, sec)).To(Succeed())
+	ca, err := certs.LoadCA(certs.KeyPair{CertPEM: sec.Data[corev1.TLSCertKey], KeyPEM: sec.Data[corev1.TLSPrivateKeyKey]})
+	Expect(err).NotTo(HaveOccurred())
+	return ca
+}
+
+// requestsBy counts the CSRs whose name starts with prefix.
+func requestsBy(ctx context.Context, prefix string) int {
+	var list certificatesv1.CertificateSigningRequestList
+	Expect(k8s.List(ctx, &list)).To(Succeed())
+	n := 0
+	for _, c := range list.Items {
+		if strings.HasPrefix(c.Name, prefix) {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,497 @@
+package edgeunit
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	clientcmdv1 "k8s.io/client-go/tools/clientcmd/api/v1"
+	"sigs.k8s.io/yaml"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/hub"
+	"github.com/edgeunit/edgeunit/internal/hubinstall"
+)
+
+// Children are named after the unit. A unit name is at most 63 characters
+// (a label value), so names stay far below the 253 of a DaemonSet or
+// ConfigMap; the pods' generated names are shortened by the apiserver.
+func hubName(unit string) string   { return "edgeunit-hub-" + unit }
+func agentName(unit string) string { return "edgeunit-agent-" + unit }
+
+// Label values of app.kubernetes.io/name.
+const (
+	appHubInstaller = "edge-hub-installer"
+	appHub          = "edge-hub"
+	appAgent        = "tunnel-agent"
+)
+
+const (
+	// annotationAppliedHash on a child is the hash of the configuration
+	// last applied; a child carrying the current hash is not applied again.
+	annotationAppliedHash = edgev1.Prefix + "applied-hash"
+	// annotationConfigHash on the agent's pod template rolls the agents
+	// when their ConfigMap changes (its values reach them as env vars).
+	annotationConfigHash = edgev1.Prefix + "config-hash"
+)
+
+// Paths on the node and in the containers.
+const (
+	hostManifestDir       = "/etc/kubernetes/manifests"
+	hostStateDir          = "/var/lib/edgeunit"
+	hostHubCacheDir       = "/var/lib/edgeunit/hub-cache"
+	hostAgentPKIDir       = "/var/lib/edgeunit/tunnel-agent"
+	hostKubeletKubeconfig = "/etc/kubernetes/kubelet.conf"
+	hostKubeletPKIDir     = "/var/lib/kubelet/pki"
+
+	installerSourceDir = "/etc/edgeunit/hub-install"
+	hubConfigDir       = "/etc/edge-hub"
+	hubDataDir         = "/var/lib/edge-hub"
+	agentCADir         = "/etc/edgeunit/tunnel-ca"
+)
+
+// Ports on the node's loopback.
+const (
+	hubAdminPort    = 10267
+	agentHealthPort = 10266
+	// defaultAgentPort is the TunnelEndpoint's agent port when the API
+	// default was not applied (objects built in memory).
+	defaultAgentPort = 10262
+)
+
+// Keys of the agent ConfigMap.
+const (
+	agentKeyServers      = "servers"
+	agentKeyAllowedPorts = "allowedPorts"
+	agentKeyEndpoint     = "endpoint"
+	agentKeyCA           = "ca.crt"
+)
+
+// hubKnownClients are the cache clients internal/hub accepts; the API also
+// allows clients the hub does not tell apart yet (edge-ipam), which reach
+// the hub through unit.yaml only.
+var hubKnownClients = []string{hub.ClientKubelet, hub.ClientKubeProxy, hub.ClientCoreDNS, hub.ClientFlannel, hub.ClientTunnelAgent}
+
+func labels(unit, app string) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":       app,
+		"app.kubernetes.io/instance":   unit,
+		"app.kubernetes.io/part-of":    "edgeunit",
+		"app.kubernetes.io/managed-by": FieldOwner,
+		edgev1.LabelUnit:               unit,
+	}
+}
+
+// selector is the immutable part of labels.
+func selector(unit, app string) map[string]string {
+	return map[string]string{"app.kubernetes.io/name": app, "app.kubernetes.io/instance": unit}
+}
+
+func ownerRef(u *edgev1.EdgeUnit) *metav1ac.OwnerReferenceApplyConfiguration {
+	return metav1ac.OwnerReference().
+		WithAPIVersion(edgev1.GroupVersion.String()).
+		WithKind("EdgeUnit").
+		WithName(u.Name).
+		WithUID(u.UID).
+		WithController(true).
+		WithBlockOwnerDeletion(true)
+}
+
+// nodeSelector pins a component to the nodes the NodePool controller
+// labels into the unit, so a node moving between pools moves between units.
+func nodeSelector(unit string) map[string]string {
+	return map[string]string{edgev1.LabelUnit: unit}
+}
+
+func imageOr(image, fallback string) string {
+	if image != "" {
+		return image
+	}
+	return fallback
+}
+
+// desiredHubConfig is the hub's configuration file for the unit.
+func desiredHubConfig(u *edgev1.EdgeUnit, apiServer string) hub.Config {
+	cfg := hub.DefaultConfig()
+	cfg.Kubeconfig = hostKubeletKubeconfig
+	// The kubelet's kubeconfig may come to point at the hub itself; the
+	// hub dials the apiserver the manager was told nodes should use.
+	cfg.Server = apiServer
+	cfg.DataDir = hubDataDir
+	if len(u.Spec.Hub.CacheClients) > 0 {
+		var clients []string
+		for _, c := range u.Spec.Hub.CacheClients {
+			if slices.Contains(hubKnownClients, string(c)) {
+				clients = append(clients, string(c))
+			}
+		}
+		slices.Sort(clients)
+		cfg.CacheClients = clients
+	}
+	if d := u.Spec.Hub.HealthCheckInterval; d != nil && d.Duration > 0 {
+		cfg.ProbeInterval = hub.Duration{Duration: d.Duration}
+	}
+	return cfg
+}
+
+// desiredUnitFile tells the hub about its unit: its pools and the switches
+// the hub's configuration has no field for yet.
+func desiredUnitFile(u *edgev1.EdgeUnit, pools []string) hubinstall.UnitFile {
+	f := hubinstall.UnitFile{
+		Unit:                u.Name,
+		NodePools:           slices.Sorted(slices.Values(pools)),
+		ServiceTopologyMode: string(topologyMode(u)),
+		StablePodIPs:        u.Spec.NetworkAutonomy.StablePodIPs,
+		StableVTEPMAC:       u.Spec.NetworkAutonomy.StableVTEPMAC,
+		VTEPDevice:          u.Spec.NetworkAutonomy.VTEPDevice,
+	}
+	for _, c := range u.Spec.Hub.CacheClients {
+		f.CacheClients = append(f.CacheClients, string(c))
+	}
+	slices.Sort(f.CacheClients)
+	return f
+}
+
+func topologyMode(u *edgev1.EdgeUnit) edgev1.ServiceTopologyMode {
+	if m := u.Spec.ServiceTopology.Mode; m != "" {
+		return m
+	}
+	return edgev1.TopologyAnnotated
+}
+
+// hubClientKubeconfig points node components at the hub's loopback
+// listener; the hub adds the node's identity.
+func hubClientKubeconfig(listen string) clientcmdv1.Config {
+	return clientcmdv1.Config{
+		APIVersion:     "v1",
+		Kind:           "Config",
+		Clusters:       []clientcmdv1.NamedCluster{{Name: "edge-hub", Cluster: clientcmdv1.Cluster{Server: "http://" + listen}}},
+		Contexts:       []clientcmdv1.NamedContext{{Name: "edge-hub", Context: clientcmdv1.Context{Cluster: "edge-hub", AuthInfo: "node"}}},
+		AuthInfos:      []clientcmdv1.NamedAuthInfo{{Name: "node"}},
+		CurrentContext: "edge-hub",
+	}
+}
+
+// desiredHubPod is the edge hub's static Pod. It can reference nothing in
+// the API (no ConfigMap, Secret or ServiceAccount): everything comes from
+// the node's disk, so it starts with the cloud unreachable.
+func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string) *corev1.Pod {
+	hostPath := func(name, path string, t corev1.HostPathType) corev1.Volume {
+		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: &t}}}
+	}
+	probe := func(path string, failures int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Host: "127.0.0.1", Port: intstr.FromInt32(hubAdminPort), Path: path, Scheme: corev1.URISchemeHTTP,
+			}},
+			InitialDelaySeconds: 5, PeriodSeconds: 10, TimeoutSeconds: 3, FailureThreshold: failures,
+		}
+	}
+	return &corev1.Pod{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        appHub,
+			Namespace:   metav1.NamespaceSystem,
+			Labels:      labels(u.Name, appHub),
+			Annotations: map[string]string{hubinstall.AnnotationConfigHash: configHash},
+		},
+		Spec: corev1.PodSpec{
+			HostNetwork:       true,
+			DNSPolicy:         corev1.DNSClusterFirstWithHostNet,
+			PriorityClassName: "system-node-critical",
+			Containers: []corev1.Container{{
+				Name:    appHub,
+				Image:   image,
+				Command: []string{"/edge-hub"},
+				Args: []string{
+					"--config=" + hubConfigDir + "/" + hubinstall.KeyConfig,
+					"--node-name=$(NODE_NAME)",
+				},
+				Env: []corev1.EnvVar{{Name: "NODE_NAME", ValueFrom: &corev1.EnvVarSource{
+					FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "spec.nodeName"},
+				}}},
+				LivenessProbe:  probe("/healthz", 3),
+				ReadinessProbe: probe("/readyz", 1),
+				Resources: corev1.ResourceRequirements{
+					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
+				},
+				SecurityContext: &corev1.SecurityContext{
+					AllowPrivilegeEscalation: new(false),
+					ReadOnlyRootFilesystem:   new(true),
+				},
+				VolumeMounts: []corev1.VolumeMount{
+					{Name: "config", MountPath: hubConfigDir, ReadOnly: true},
+					{Name: "cache", MountPath: hubDataDir},
+					{Name: "kubelet-kubeconfig", MountPath: hostKubeletKubeconfig, ReadOnly: true},
+					{Name: "kubelet-pki", MountPath: hostKubeletPKIDir, ReadOnly: true},
+				},
+			}},
+			Volumes: []corev1.Volume{
+				hostPath("config", hostStateDir+"/"+hubinstall.HubStateSubdir, corev1.HostPathDirectory),
+				hostPath("cache", hostHubCacheDir, corev1.HostPathDirectoryOrCreate),
+				hostPath("kubelet-kubeconfig", hostKubeletKubeconfig, corev1.HostPathFile),
+				hostPath("kubelet-pki", hostKubeletPKIDir, corev1.HostPathDirectory),
+			},
+		},
+	}
+}
+
+// desiredHubConfigMap holds everything the installer puts on a node: the
+// hub's configuration, the unit file, the client kubeconfig and the static
+// Pod built for exactly those (it carries their hash, so a changed
+// configuration restarts the hub).
+func desiredHubConfigMap(u *edgev1.EdgeUnit, pools []string, o Options) (*corev1ac.ConfigMapApplyConfiguration, error) {
+	cfg := desiredHubConfig(u, o.APIServerURL)
+	files := map[string][]byte{}
+	for key, v := range map[string]any{
+		hubinstall.KeyConfig:     cfg,
+		hubinstall.KeyUnit:       desiredUnitFile(u, pools),
+		hubinstall.KeyKubeconfig: hubClientKubeconfig(cfg.ListenHTTP),
+	} {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("rendering %s of EdgeUnit %s: %w", key, u.Name, err)
+		}
+		files[key] = b
+	}
+	pod, err := yaml.Marshal(desiredHubPod(u, imageOr(u.Spec.Hub.Image, o.HubImage), hubinstall.ConfigHash(files)))
+	if err != nil {
+		return nil, fmt.Errorf("rendering the hub manifest of EdgeUnit %s: %w", u.Name, err)
+	}
+	data := map[string]string{hubinstall.KeyManifest: string(pod)}
+	for k, v := range files {
+		data[k] = string(v)
+	}
+	return corev1ac.ConfigMap(hubName(u.Name), o.Namespace).
+		WithLabels(labels(u.Name, appHub)).
+		WithOwnerReferences(ownerRef(u)).
+		WithData(data), nil
+}
+
+// desiredHubDaemonSet runs the installer on every node of the unit. It is
+// not the hub: the hub is the static Pod it installs, which keeps running
+// (and restarts with the node) whatever happens to the installer.
+func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApplyConfiguration {
+	hostPath := func(name, path string) *corev1ac.VolumeApplyConfiguration {
+		return corev1ac.Volume().WithName(name).WithHostPath(corev1ac.HostPathVolumeSource().WithPath(path).WithType(corev1.HostPathDirectoryOrCreate))
+	}
+	installer := corev1ac.Container().
+		WithName("installer").
+		WithImage(imageOr(u.Spec.Hub.Image, o.HubImage)).
+		WithCommand("/edge-hub", "install").
+		WithArgs(
+			"--source-dir="+installerSourceDir,
+			"--manifest-dir=/host"+hostManifestDir,
+			"--state-dir=/host"+hostStateDir,
+		).
+		// Ready when the hub it installed serves: HubReady counts these.
+		WithReadinessProbe(corev1ac.Probe().
+			WithHTTPGet(corev1ac.HTTPGetAction().WithHost("127.0.0.1").WithPort(intstr.FromInt32(hubAdminPort)).WithPath("/readyz")).
+			WithPeriodSeconds(10).WithTimeoutSeconds(3)).
+		WithResources(corev1ac.ResourceRequirements().
+			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("16Mi")}).
+			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")})).
+		WithSecurityContext(corev1ac.SecurityContext().
+			WithRunAsUser(0).
+			WithAllowPrivilegeEscalation(false).
+			WithReadOnlyRootFilesystem(true)).
+		WithVolumeMounts(
+			corev1ac.VolumeMount().WithName("source").WithMountPath(installerSourceDir).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName("manifests").WithMountPath("/host"+hostManifestDir),
+			corev1ac.VolumeMount().WithName("state").WithMountPath("/host"+hostStateDir),
+		)
+	return appsv1ac.DaemonSet(hubName(u.Name), o.Namespace).
+		WithLabels(labels(u.Name, appHubInstaller)).
+		WithOwnerReferences(ownerRef(u)).
+		WithSpec(appsv1ac.DaemonSetSpec().
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selector(u.Name, appHubInstaller))).
+			WithUpdateStrategy(rollingUpdate()).
+			WithTemplate(corev1ac.PodTemplateSpec().
+				WithLabels(labels(u.Name, appHubInstaller)).
+				WithSpec(corev1ac.PodSpec().
+					WithNodeSelector(nodeSelector(u.Name)).
+					WithTolerations(tolerateEverything()).
+					// The readiness probe reaches the hub on the node's loopback.
+					WithHostNetwork(true).
+					WithDNSPolicy(corev1.DNSClusterFirstWithHostNet).
+					WithAutomountServiceAccountToken(false).
+					WithTerminationGracePeriodSeconds(5).
+					WithContainers(installer).
+					WithVolumes(
+						corev1ac.Volume().WithName("source").WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(hubName(u.Name))),
+						hostPath("manifests", hostManifestDir),
+						hostPath("state", hostStateDir),
+					))))
+}
+
+// desiredAgentConfigMap is the agent's configuration: the servers to dial
+// (the TunnelEndpoint's addresses on its agent port), the ports it may
+// open, and the operator CA's certificate (never its key). The second
+// result hashes it for the pod template.
+func desiredAgentConfigMap(u *edgev1.EdgeUnit, te *edgev1.TunnelEndpoint, caPEM []byte, o Options) (*corev1ac.ConfigMapApplyConfiguration, string) {
+	data := map[string]string{
+		agentKeyServers:      strings.Join(agentServers(te), ","),
+		agentKeyAllowedPorts: allowedPorts(u.Spec.Tunnel),
+		agentKeyEndpoint:     te.Name,
+		agentKeyCA:           string(caPEM),
+	}
+	cm := corev1ac.ConfigMap(agentName(u.Name), o.Namespace).
+		WithLabels(labels(u.Name, appAgent)).
+		WithOwnerReferences(ownerRef(u)).
+		WithData(data)
+	return cm, hashOf(data)
+}
+
+// agentServers are host:port of every address the endpoint reports.
+func agentServers(te *edgev1.TunnelEndpoint) []string {
+	port := te.Spec.Ports.Agent
+	if port == 0 {
+		port = defaultAgentPort
+	}
+	out := make([]string, 0, len(te.Status.Addresses))
+	for _, a := range te.Status.Addresses {
+		out = append(out, net.JoinHostPort(a, strconv.Itoa(int(port))))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func allowedPorts(t *edgev1.TunnelSpec) string {
+	ports := slices.Clone(t.AllowedPorts)
+	if len(ports) == 0 {
+		ports = []int32{10250}
+	}
+	slices.Sort(ports)
+	s := make([]string, 0, len(ports))
+	for _, p := range slices.Compact(ports) {
+		s = append(s, strconv.Itoa(int(p)))
+	}
+	return strings.Join(s, ",")
+}
+
+// desiredAgentDaemonSet runs the tunnel agent on every node of the unit.
+// The node's agent identity (a client certificate for its node name) is
+// read from the node's disk.
+func desiredAgentDaemonSet(u *edgev1.EdgeUnit, configHash string, o Options) *appsv1ac.DaemonSetApplyConfiguration {
+	name := agentName(u.Name)
+	fromConfig := func(env, key string) *corev1ac.EnvVarApplyConfiguration {
+		return corev1ac.EnvVar().WithName(env).WithValueFrom(corev1ac.EnvVarSource().
+			WithConfigMapKeyRef(corev1ac.ConfigMapKeySelector().WithName(name).WithKey(key)))
+	}
+	health := func(path string) *corev1ac.ProbeApplyConfiguration {
+		return corev1ac.Probe().
+			WithHTTPGet(corev1ac.HTTPGetAction().WithHost("127.0.0.1").WithPort(intstr.FromInt32(agentHealthPort)).WithPath(path)).
+			WithPeriodSeconds(10).WithTimeoutSeconds(3)
+	}
+	agent := corev1ac.Container().
+		WithName(appAgent).
+		WithImage(imageOr(u.Spec.Tunnel.AgentImage, o.AgentImage)).
+		WithCommand("/tunnel-agent").
+		WithArgs(
+			"--node-name=$(NODE_NAME)",
+			"--servers=$(TUNNEL_SERVERS)",
+			"--allowed-ports=$(TUNNEL_ALLOWED_PORTS)",
+			"--ca-file="+agentCADir+"/"+agentKeyCA,
+			"--cert-file="+hostAgentPKIDir+"/tls.crt",
+			"--key-file="+hostAgentPKIDir+"/tls.key",
+			"--health-address=127.0.0.1:"+strconv.Itoa(agentHealthPort),
+		).
+		WithEnv(
+			corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().
+				WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("spec.nodeName"))),
+			fromConfig("TUNNEL_SERVERS", agentKeyServers),
+			fromConfig("TUNNEL_ALLOWED_PORTS", agentKeyAllowedPorts),
+		).
+		WithReadinessProbe(health("/readyz")).
+		WithLivenessProbe(health("/healthz").WithFailureThreshold(3)).
+		WithResources(corev1ac.ResourceRequirements().
+			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")}).
+			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")})).
+		WithSecurityContext(corev1ac.SecurityContext().
+			WithAllowPrivilegeEscalation(false).
+			WithReadOnlyRootFilesystem(true).
+			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL"))).
+		WithVolumeMounts(
+			corev1ac.VolumeMount().WithName("ca").WithMountPath(agentCADir).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName("pki").WithMountPath(hostAgentPKIDir).WithReadOnly(true),
+		)
+	return appsv1ac.DaemonSet(name, o.Namespace).
+		WithLabels(labels(u.Name, appAgent)).
+		WithOwnerReferences(ownerRef(u)).
+		WithSpec(appsv1ac.DaemonSetSpec().
+			WithSelector(metav1ac.LabelSelector().WithMatchLabels(selector(u.Name, appAgent))).
+			WithUpdateStrategy(rollingUpdate()).
+			WithTemplate(corev1ac.PodTemplateSpec().
+				WithLabels(labels(u.Name, appAgent)).
+				WithAnnotations(map[string]string{annotationConfigHash: configHash}).
+				WithSpec(corev1ac.PodSpec().
+					WithNodeSelector(nodeSelector(u.Name)).
+					WithTolerations(tolerateEverything()).
+					WithHostNetwork(true).
+					WithDNSPolicy(corev1.DNSClusterFirstWithHostNet).
+					WithAutomountServiceAccountToken(false).
+					WithContainers(agent).
+					WithVolumes(
+						corev1ac.Volume().WithName("ca").WithConfigMap(corev1ac.ConfigMapVolumeSource().
+							WithName(name).WithItems(corev1ac.KeyToPath().WithKey(agentKeyCA).WithPath(agentKeyCA))),
+						corev1ac.Volume().WithName("pki").WithHostPath(corev1ac.HostPathVolumeSource().
+							WithPath(hostAgentPKIDir).WithType(corev1.HostPathDirectoryOrCreate)),
+					))))
+}
+
+// tolerateEverything: edge nodes carry their pools' taints, and a node
+// that lost the cloud is tainted unreachable; the hub and agent must stay.
+func tolerateEverything() *corev1ac.TolerationApplyConfiguration {
+	return corev1ac.Toleration().WithOperator(corev1.TolerationOpExists)
+}
+
+// rollingUpdate replaces a quarter of the pods at a time: the hub keeps
+// running while its installer restarts, and an agent restart only drops
+// that node's tunnel for a moment.
+func rollingUpdate() *appsv1ac.DaemonSetUpdateStrategyApplyConfiguration {
+	return appsv1ac.DaemonSetUpdateStrategy().
+		WithType(appsv1.RollingUpdateDaemonSetStrategyType).
+		WithRollingUpdate(appsv1ac.RollingUpdateDaemonSet().WithMaxUnavailable(intstr.FromString("25%")))
+}
+
+// hashOf is a short stable hash of v's JSON (map keys are sorted).
+func hashOf(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Apply configurations and string maps always marshal.
+		panic(fmt.Sprintf("hashing %T: %v", v, err))
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// rolloutOf reads a DaemonSet's counts; a DaemonSet whose controller has
+// not seen its latest spec reports nothing updated.
+func rolloutOf(ds *appsv1.DaemonSet) edgev1.RolloutStatus {
+	if ds == nil {
+		return edgev1.RolloutStatus{}
+	}
+	r := edgev1.RolloutStatus{
+		Desired: ds.Status.DesiredNumberScheduled,
+		Ready:   ds.Status.NumberReady,
+		Updated: ds.Status.UpdatedNumberScheduled,
+	}
+	if ds.Status.ObservedGeneration < ds.Generation {
+		r.Updated = 0
+	}
+	return r
+}

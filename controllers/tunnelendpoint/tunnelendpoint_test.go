@@ -1,0 +1,457 @@
+package tunnelendpoint_test
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/certificates"
+	"github.com/edgeunit/edgeunit/controllers/tunnelendpoint"
+	"github.com/edgeunit/edgeunit/internal/certs"
+)
+
+var seq int
+
+func uniq(prefix string) string {
+	seq++
+	return fmt.Sprintf("%s-%d", prefix, seq)
+}
+
+func newEndpoint(name string, mutate ...func(*edgev1.TunnelEndpoint)) *edgev1.TunnelEndpoint {
+	te := &edgev1.TunnelEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: edgev1.TunnelEndpointSpec{
+			Replicas: ptrTo(int32(2)),
+			Service:  edgev1.TunnelExposure{Type: "ClusterIP", Addresses: []string{"203.0.113.5", "tunnel.example.com"}},
+		},
+	}
+	for _, m := range mutate {
+		m(te)
+	}
+	return te
+}
+
+func createEndpoint(ctx context.Context, te *edgev1.TunnelEndpoint) *edgev1.TunnelEndpoint {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, te)).To(Succeed())
+	DeferCleanup(func(ctx context.Context) {
+		Expect(client.IgnoreNotFound(k8s.Delete(ctx, te))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(te), &edgev1.TunnelEndpoint{}))
+		}).Should(BeTrue(), "TunnelEndpoint %s never went away", te.Name)
+	})
+	return te
+}
+
+func getEndpoint(ctx context.Context, name string) func() *edgev1.TunnelEndpoint {
+	return func() *edgev1.TunnelEndpoint {
+		te := &edgev1.TunnelEndpoint{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, te)).To(Succeed())
+		return te
+	}
+}
+
+func updateEndpoint(ctx context.Context, name string, change func(*edgev1.TunnelEndpoint)) {
+	GinkgoHelper()
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		te := getEndpoint(ctx, name)()
+		change(te)
+		return k8s.Update(ctx, te)
+	})).To(Succeed())
+}
+
+func get[T client.Object](ctx context.Context, obj T, name string) func() (T, error) {
+	return func() (T, error) {
+		err := k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, obj)
+		return obj, err
+	}
+}
+
+// servingCert returns the certificate in the endpoint's Secret.
+func servingCert(ctx context.Context, name string) func() (*x509.Certificate, error) {
+	return func() (*x509.Certificate, error) {
+		sec := &corev1.Secret{}
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: tunnelendpoint.SecretName(name)}, sec); err != nil {
+			return nil, err
+		}
+		return certs.ParseCert(sec.Data[corev1.TLSCertKey])
+	}
+}
+
+func caPool(ctx context.Context) *x509.CertPool {
+	GinkgoHelper()
+	sec := &corev1.Secret{}
+	Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certificates.CASecret}, sec)).To(Succeed())
+	ca, err := certs.ParseCert(sec.Data[corev1.TLSCertKey])
+	Expect(err).NotTo(HaveOccurred())
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return pool
+}
+
+// verifiesFor checks the certificate against the operator CA for a name.
+func verifiesFor(ctx context.Context, cert *x509.Certificate, name string) error {
+	_, err := cert.Verify(x509.VerifyOptions{
+		DNSName:     name,
+		Roots:       caPool(ctx),
+		CurrentTime: clk.Now(),
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+	return err
+}
+
+// setDeploymentStatus plays the Deployment controller, which envtest lacks.
+func setDeploymentStatus(ctx context.Context, name string, available int32) {
+	GinkgoHelper()
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.Deployment{}
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: tunnelendpoint.DeploymentName(name)}, d); err != nil {
+			return err
+		}
+		d.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: d.Generation, Replicas: *d.Spec.Replicas, UpdatedReplicas: *d.Spec.Replicas,
+			ReadyReplicas: available, AvailableReplicas: available, UnavailableReplicas: *d.Spec.Replicas - available,
+		}
+		return k8s.Status().Update(ctx, d)
+	})).To(Succeed())
+}
+
+func condition(te *edgev1.TunnelEndpoint, t string) metav1.Condition {
+	if c := meta.FindStatusCondition(te.Status.Conditions, t); c != nil {
+		return *c
+	}
+	return metav1.Condition{}
+}
+
+var _ = Describe("TunnelEndpoint controller", func() {
+	It("creates the Deployment, both Services and the serving Secret, owned by the endpoint", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("children"), func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Ports = edgev1.TunnelPorts{Agent: 9100, Connect: 9101, Passthrough: 9102}
+		}))
+		owned := func(obj client.Object) {
+			GinkgoHelper()
+			refs := obj.GetOwnerReferences()
+			Expect(refs).To(HaveLen(1))
+			Expect(refs[0].Kind).To(Equal("TunnelEndpoint"))
+			Expect(refs[0].Name).To(Equal(te.Name))
+			Expect(*refs[0].Controller).To(BeTrue())
+			Expect(obj.GetLabels()).To(HaveKeyWithValue(tunnelendpoint.LabelTunnelEndpoint, te.Name))
+		}
+
+		d := &appsv1.Deployment{}
+		Eventually(func() error {
+			_, err := get(ctx, d, tunnelendpoint.DeploymentName(te.Name))()
+			return err
+		}).Should(Succeed())
+		owned(d)
+		Expect(*d.Spec.Replicas).To(Equal(int32(2)))
+		c := d.Spec.Template.Spec.Containers[0]
+		Expect(c.Image).To(Equal("example.com/edgeunit:test"))
+		Expect(c.Args).To(ContainElements("--agent-address=:9100", "--connect-address=:9101", "--passthrough-address=:9102", "--tunnel-endpoint="+te.Name))
+		Expect(d.Spec.Template.Spec.Volumes[0].Secret.SecretName).To(Equal(tunnelendpoint.SecretName(te.Name)))
+
+		svc, err := get(ctx, &corev1.Service{}, tunnelendpoint.ServiceName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		owned(svc)
+		Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeClusterIP))
+		Expect(svc.Spec.Ports).To(ConsistOf(
+			HaveField("Name", "agent"), HaveField("Name", "connect"), HaveField("Name", "passthrough")))
+
+		hl, err := get(ctx, &corev1.Service{}, tunnelendpoint.HeadlessServiceName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		owned(hl)
+		Expect(hl.Spec.ClusterIP).To(Equal(corev1.ClusterIPNone))
+		Expect(hl.Spec.PublishNotReadyAddresses).To(BeTrue())
+
+		sec, err := get(ctx, &corev1.Secret{}, tunnelendpoint.SecretName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		owned(sec)
+		Expect(sec.Type).To(Equal(corev1.SecretTypeTLS))
+		Expect(sec.Data).To(HaveKey(corev1.TLSCertKey))
+		Expect(sec.Data).To(HaveKey(corev1.TLSPrivateKeyKey))
+		Expect(sec.Data).To(HaveKey(corev1.ServiceAccountRootCAKey))
+
+		Eventually(func(g Gomega) {
+			got := getEndpoint(ctx, te.Name)()
+			g.Expect(got.Finalizers).To(ContainElement(tunnelendpoint.Finalizer))
+			g.Expect(got.Status.Addresses).To(ConsistOf("203.0.113.5:9100", "tunnel.example.com:9100"))
+			g.Expect(condition(got, edgev1.ConditionCertificateReady).Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(condition(got, edgev1.ConditionServersReady).Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(condition(got, edgev1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+			g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		}).Should(Succeed())
+	})
+
+	It("issues a serving certificate that verifies against the CA for every name", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("sans")))
+		svc := &corev1.Service{}
+		Eventually(func() error {
+			_, err := get(ctx, svc, tunnelendpoint.ServiceName(te.Name))()
+			return err
+		}).Should(Succeed())
+		Expect(svc.Spec.ClusterIP).NotTo(BeEmpty())
+
+		base, headless := tunnelendpoint.ServiceName(te.Name), tunnelendpoint.HeadlessServiceName(te.Name)
+		names := []string{
+			base, base + "." + namespace, base + "." + namespace + ".svc", base + "." + namespace + ".svc.cluster.local",
+			headless + "." + namespace + ".svc", "10-0-0-7." + headless + "." + namespace + ".svc",
+			svc.Spec.ClusterIP, "203.0.113.5", "tunnel.example.com",
+		}
+		Eventually(func(g Gomega) {
+			cert, err := servingCert(ctx, te.Name)()
+			g.Expect(err).NotTo(HaveOccurred())
+			for _, n := range names {
+				g.Expect(verifiesFor(ctx, cert, n)).To(Succeed(), "name %s", n)
+			}
+			g.Expect(verifiesFor(ctx, cert, "other.example.com")).NotTo(Succeed())
+		}).Should(Succeed())
+	})
+
+	It("follows spec.service.type", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("type")))
+		svcType := func() (corev1.ServiceType, error) {
+			svc, err := get(ctx, &corev1.Service{}, tunnelendpoint.ServiceName(te.Name))()
+			return svc.Spec.Type, err
+		}
+		Eventually(svcType).Should(Equal(corev1.ServiceTypeClusterIP))
+
+		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) { te.Spec.Service.Type = "NodePort" })
+		Eventually(svcType).Should(Equal(corev1.ServiceTypeNodePort))
+		svc, err := get(ctx, &corev1.Service{}, tunnelendpoint.ServiceName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		var nodePort int32
+		for _, p := range svc.Spec.Ports {
+			if p.Name == tunnelendpoint.PortAgent {
+				nodePort = p.NodePort
+			}
+		}
+		Expect(nodePort).NotTo(BeZero())
+		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Status.Addresses }).Should(
+			ConsistOf(fmt.Sprintf("203.0.113.5:%d", nodePort), fmt.Sprintf("tunnel.example.com:%d", nodePort)))
+
+		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Type = "LoadBalancer"
+			te.Spec.Service.Annotations = map[string]string{"lb.example.com/scheme": "internet-facing"}
+		})
+		Eventually(svcType).Should(Equal(corev1.ServiceTypeLoadBalancer))
+		svc, err = get(ctx, &corev1.Service{}, tunnelendpoint.ServiceName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(svc.Annotations).To(HaveKeyWithValue("lb.example.com/scheme", "internet-facing"))
+
+		// A load balancer comes up (no cloud controller here: the test
+		// writes its status): its IP joins the addresses and the
+		// certificate.
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.77"}}
+		Expect(k8s.Status().Update(ctx, svc)).To(Succeed())
+		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Status.Addresses }).Should(ContainElement("198.51.100.77:10262"))
+		Eventually(func(g Gomega) {
+			cert, err := servingCert(ctx, te.Name)()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(verifiesFor(ctx, cert, "198.51.100.77")).To(Succeed())
+		}).Should(Succeed())
+
+		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Type = "ClusterIP"
+			te.Spec.Service.Annotations = nil
+		})
+		Eventually(svcType).Should(Equal(corev1.ServiceTypeClusterIP))
+		svc, err = get(ctx, &corev1.Service{}, tunnelendpoint.ServiceName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(svc.Annotations).NotTo(HaveKey("lb.example.com/scheme"))
+	})
+
+	It("re-issues the certificate and updates the addresses when spec.service.addresses change", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("addresses")))
+		var first *x509.Certificate
+		Eventually(func() error {
+			var err error
+			first, err = servingCert(ctx, te.Name)()
+			return err
+		}).Should(Succeed())
+
+		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Addresses = []string{"2001:db8::42", "edge.example.org"}
+		})
+		Eventually(func(g Gomega) {
+			cert, err := servingCert(ctx, te.Name)()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cert.SerialNumber).NotTo(Equal(first.SerialNumber))
+			g.Expect(verifiesFor(ctx, cert, "2001:db8::42")).To(Succeed())
+			g.Expect(verifiesFor(ctx, cert, "edge.example.org")).To(Succeed())
+			g.Expect(verifiesFor(ctx, cert, "tunnel.example.com")).NotTo(Succeed())
+		}).Should(Succeed())
+		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Status.Addresses }).Should(
+			ConsistOf("[2001:db8::42]:10262", "edge.example.org:10262"))
+	})
+
+	It("renews the certificate at two thirds of its lifetime, and requeues for that time", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("rotate"), func(te *edgev1.TunnelEndpoint) {
+			te.Spec.CertificateLifetime = &metav1.Duration{Duration: 3 * time.Hour}
+		}))
+		var first *x509.Certificate
+		Eventually(func() error {
+			var err error
+			first, err = servingCert(ctx, te.Name)()
+			return err
+		}).Should(Succeed())
+		Expect(first.NotAfter.Sub(first.NotBefore)).To(BeNumerically("<=", 3*time.Hour+10*time.Minute))
+		renewAt := first.NotBefore.Add(first.NotAfter.Sub(first.NotBefore) * 2 / 3)
+
+		// The reconciler asks to come back exactly at the renewal time.
+		res, err := probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: te.Name}})
+		Expect(err).NotTo(HaveOccurred())
+		Expect(res.RequeueAfter).To(BeNumerically("~", renewAt.Sub(clk.Now()), time.Second))
+		cert, err := servingCert(ctx, te.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cert.SerialNumber).To(Equal(first.SerialNumber), "a pass before the renewal time must keep the certificate")
+
+		// Time passes the renewal point; the requeue (played here by the
+		// direct call, not to wait hours) renews.
+		clk.SetTime(renewAt.Add(time.Minute))
+		res, err = probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: te.Name}})
+		Expect(err).NotTo(HaveOccurred())
+		renewed, err := servingCert(ctx, te.Name)()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(renewed.SerialNumber).NotTo(Equal(first.SerialNumber))
+		Expect(renewed.NotAfter).To(BeTemporally(">", first.NotAfter))
+		Expect(verifiesFor(ctx, renewed, tunnelendpoint.ServiceName(te.Name))).To(Succeed())
+		newRenewAt := renewed.NotBefore.Add(renewed.NotAfter.Sub(renewed.NotBefore) * 2 / 3)
+		Expect(res.RequeueAfter).To(BeNumerically("~", newRenewAt.Sub(clk.Now()), time.Second))
+		Expect(newRenewAt.Sub(clk.Now())).To(BeNumerically("~", 2*time.Hour, 5*time.Minute))
+
+		// The running controller, prodded by any event, renews on its own
+		// too once its clock passes the new renewal time.
+		clk.SetTime(newRenewAt.Add(time.Minute))
+		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) { te.Spec.Replicas = ptrTo(int32(3)) })
+		Eventually(func(g Gomega) {
+			cert, err := servingCert(ctx, te.Name)()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cert.SerialNumber).NotTo(Equal(renewed.SerialNumber))
+		}).Should(Succeed())
+		Eventually(func() string {
+			return condition(getEndpoint(ctx, te.Name)(), edgev1.ConditionCertificateReady).Reason
+		}).Should(Equal(edgev1.ReasonIssued))
+	})
+
+	It("reports ready servers from the Deployment's status", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("ready")))
+		Eventually(func() error {
+			_, err := get(ctx, &appsv1.Deployment{}, tunnelendpoint.DeploymentName(te.Name))()
+			return err
+		}).Should(Succeed())
+
+		setDeploymentStatus(ctx, te.Name, 1)
+		Eventually(func(g Gomega) {
+			got := getEndpoint(ctx, te.Name)()
+			g.Expect(got.Status.ReadyServers).To(Equal(int32(1)))
+			g.Expect(condition(got, edgev1.ConditionServersReady)).To(And(
+				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", edgev1.ReasonProgressing)))
+			g.Expect(condition(got, edgev1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+		}).Should(Succeed())
+
+		setDeploymentStatus(ctx, te.Name, 2)
+		Eventually(func(g Gomega) {
+			got := getEndpoint(ctx, te.Name)()
+			g.Expect(got.Status.ReadyServers).To(Equal(int32(2)))
+			g.Expect(condition(got, edgev1.ConditionServersReady)).To(And(
+				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", edgev1.ReasonAvailable),
+				HaveField("ObservedGeneration", got.Generation)))
+			g.Expect(condition(got, edgev1.ConditionReady)).To(And(
+				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", edgev1.ReasonComponentsReady)))
+		}).Should(Succeed())
+	})
+
+	It("leaves the agent fields the servers write alone", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("agents")))
+		Eventually(func() int64 { return getEndpoint(ctx, te.Name)().Status.ObservedGeneration }).Should(Equal(int64(1)))
+
+		// A server reports its agents the way internal/tunnel's Reporter
+		// does: a merge patch of the status subresource.
+		seen := metav1.NewTime(time.Now().Truncate(time.Second))
+		report := fmt.Sprintf(`{"status":{"connectedAgents":5,"agents":[{"node":"edge-1","servers":2,"lastSeen":%q}]}}`, seen.UTC().Format(time.RFC3339))
+		Expect(k8s.Status().Patch(ctx, &edgev1.TunnelEndpoint{ObjectMeta: metav1.ObjectMeta{Name: te.Name}}, client.RawPatch(types.MergePatchType, []byte(report)))).To(Succeed())
+
+		// The report alone does not make the controller write.
+		rv := getEndpoint(ctx, te.Name)().ResourceVersion
+		Consistently(func() string { return getEndpoint(ctx, te.Name)().ResourceVersion }, 2*time.Second).Should(Equal(rv))
+
+		// Passes that do write status (a spec change, servers becoming
+		// available) keep the report.
+		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) { te.Spec.Service.Addresses = []string{"203.0.113.6"} })
+		Eventually(func() int64 { return getEndpoint(ctx, te.Name)().Status.ObservedGeneration }).Should(Equal(int64(2)))
+		setDeploymentStatus(ctx, te.Name, 2)
+		Eventually(func(g Gomega) {
+			got := getEndpoint(ctx, te.Name)()
+			g.Expect(got.Status.ReadyServers).To(Equal(int32(2)))
+			g.Expect(got.Status.Addresses).To(ConsistOf("203.0.113.6:10262"))
+			g.Expect(got.Status.ConnectedAgents).To(Equal(int32(5)))
+			g.Expect(got.Status.Agents).To(ConsistOf(And(HaveField("Node", "edge-1"), HaveField("Servers", int32(2)))))
+		}).Should(Succeed())
+		got := getEndpoint(ctx, te.Name)()
+		Expect(got.Status.ConnectedAgents).To(Equal(int32(5)))
+		Expect(got.Status.Agents).To(HaveLen(1))
+	})
+
+	It("deletes its children before letting the endpoint go", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("delete")))
+		kids := []client.Object{
+			&appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.DeploymentName(te.Name)}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.ServiceName(te.Name)}},
+			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.HeadlessServiceName(te.Name)}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.SecretName(te.Name)}},
+		}
+		for _, k := range kids {
+			Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(k), k) }).Should(Succeed())
+		}
+		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Finalizers }).Should(ContainElement(tunnelendpoint.Finalizer))
+
+		Expect(k8s.Delete(ctx, te)).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(te), &edgev1.TunnelEndpoint{}))
+		}).Should(BeTrue())
+		for _, k := range kids {
+			Expect(apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(k), k))).To(BeTrue(), "%T %s still there", k, k.GetName())
+		}
+		// The operator CA stays: other endpoints and agents use it.
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certificates.CASecret}, &corev1.Secret{})).To(Succeed())
+	})
+
+	DescribeTable("rejects bad manifests, naming the field",
+		func(ctx SpecContext, mutate func(*edgev1.TunnelEndpoint), field, message string) {
+			te := newEndpoint(uniq("invalid"), mutate)
+			err := k8s.Create(ctx, te)
+			if err == nil {
+				_ = k8s.Delete(ctx, te)
+			}
+			Expect(apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+			Expect(err.Error()).To(ContainSubstring(field))
+			Expect(err.Error()).To(ContainSubstring(message))
+		},
+		Entry("ClusterIP without addresses", func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service = edgev1.TunnelExposure{Type: "ClusterIP", Addresses: []string{}}
+		}, "spec.service", "addresses are required when type is ClusterIP"),
+		Entry("duplicate ports", func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Ports = edgev1.TunnelPorts{Agent: 9000, Connect: 9000, Passthrough: 9001}
+		}, "spec.ports", "ports must differ"),
+		Entry("certificateLifetime of 10m", func(te *edgev1.TunnelEndpoint) {
+			te.Spec.CertificateLifetime = &metav1.Duration{Duration: 10 * time.Minute}
+		}, "spec.certificateLifetime", "between 1h and 8760h"),
+		Entry("an unknown service type", func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Type = "ExternalName"
+		}, "spec.service.type", "Unsupported value"),
+	)
+})

@@ -1,0 +1,105 @@
+package certs
+
+import (
+	"net"
+	"strings"
+	"time"
+)
+
+// Signer names of the Kubernetes CSR API under which nodes request their
+// edgeunit identities. The operator approves and signs only these; kubelet
+// and kube-apiserver signers (kubernetes.io/...) are left alone.
+const (
+	SignerTunnelAgent = "edge.edgeunit.io/tunnel-agent"
+	SignerEdgeHub     = "edge.edgeunit.io/edge-hub"
+)
+
+// Identity is what the certificate of one node component may say: its
+// signer, its Common Name shape and its one Organization. An identity is
+// bound to a node by name; the CSR approver checks that only that node asks
+// for it.
+type Identity struct {
+	// Component is the component's name, used in file and CSR names.
+	Component string
+	// SignerName is the CSR API signer that issues this identity.
+	SignerName string
+	// Organization is the identity's only Organization.
+	Organization string
+	// MayServeLoopback says the certificate may also carry server auth for
+	// the loopback names (LoopbackDNSNames, LoopbackIPs) and nothing else:
+	// the edge-hub serves kubelet and friends on 127.0.0.1 with it. A
+	// loopback name proves nothing about which node answers, so handing it
+	// to every hub gives no node power over another.
+	MayServeLoopback bool
+
+	cnPrefix string
+}
+
+// The identities nodes may hold.
+var (
+	TunnelAgentIdentity = Identity{Component: "tunnel-agent", SignerName: SignerTunnelAgent, Organization: TunnelAgentOrganization, cnPrefix: tunnelAgentCNPrefix}
+	EdgeHubIdentity     = Identity{Component: "edge-hub", SignerName: SignerEdgeHub, Organization: EdgeHubOrganization, MayServeLoopback: true, cnPrefix: edgeHubCNPrefix}
+)
+
+// Identities lists every node identity edgeunit issues.
+func Identities() []Identity { return []Identity{TunnelAgentIdentity, EdgeHubIdentity} }
+
+// IdentityForSigner returns the identity issued under signerName.
+func IdentityForSigner(signerName string) (Identity, bool) {
+	for _, id := range Identities() {
+		if id.SignerName == signerName {
+			return id, true
+		}
+	}
+	return Identity{}, false
+}
+
+// CommonName is the identity's Common Name on node.
+func (id Identity) CommonName(node string) string { return id.cnPrefix + node }
+
+// Node returns the node a Common Name of this identity names; ok is false
+// when commonName is not of this identity.
+func (id Identity) Node(commonName string) (node string, ok bool) {
+	node, ok = strings.CutPrefix(commonName, id.cnPrefix)
+	return node, ok && node != ""
+}
+
+// Request is the certificate of this identity on node. With serveLoopback
+// (only for identities that MayServeLoopback) it also serves the loopback
+// names.
+func (id Identity) Request(node string, lifetime time.Duration, serveLoopback bool) Request {
+	req := Request{
+		CommonName:   id.CommonName(node),
+		Organization: []string{id.Organization},
+		Lifetime:     lifetime,
+		Client:       true,
+	}
+	if serveLoopback && id.MayServeLoopback {
+		req.Server = true
+		req.DNSNames = LoopbackDNSNames()
+		req.IPs = LoopbackIPs()
+	}
+	return req
+}
+
+// LoopbackDNSNames are the only DNS names a node identity may serve.
+func LoopbackDNSNames() []string { return []string{"localhost"} }
+
+// LoopbackIPs are the only addresses a node identity may serve.
+func LoopbackIPs() []net.IP { return []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback} }
+
+// BootstrapNodeGroupPrefix prefixes the group that binds a bootstrap token
+// to one node (see BootstrapNodeGroup).
+const BootstrapNodeGroupPrefix = "system:bootstrappers:edgeunit:node:"
+
+// BootstrapNodeGroup is the group a bootstrap token must carry (in its
+// Secret's auth-extra-groups) for its holder to obtain node's identities
+// before the node has a kubelet credential. A bootstrap token by itself names
+// no node — kubeadm hands one token to many machines — so without this
+// binding any holder could claim any node's identity. The token authenticator
+// allows only [a-z0-9:-] in extra groups, so the dots of the node name become
+// colons (a colon never occurs in a node name, so the mapping is one to one).
+// Node names longer than 242 characters cannot be bound this way.
+func BootstrapNodeGroup(node string) string {
+	return BootstrapNodeGroupPrefix + strings.ReplaceAll(node, ".", ":")
+}
