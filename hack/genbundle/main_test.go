@@ -198,11 +198,16 @@ func TestCSVInstallsManagerForOLM(t *testing.T) {
 	}
 	sa := pod.ServiceAccountName
 	for name, ps := range map[string][]strategyPermissions{"permissions": csv.Spec.Install.Spec.Permissions, "clusterPermissions": csv.Spec.Install.Spec.ClusterPermissions} {
-		if len(ps) != 1 || ps[0].ServiceAccountName != sa || len(ps[0].Rules) == 0 {
+		i := slices.IndexFunc(ps, func(p strategyPermissions) bool { return p.ServiceAccountName == sa })
+		if i < 0 || len(ps[i].Rules) == 0 {
 			t.Errorf("%s %+v do not grant the manager's service account %s", name, ps, sa)
 		}
 	}
-	if !slices.ContainsFunc(csv.Spec.Install.Spec.Permissions[0].Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "leases") }) {
+	mgrPerms := slices.IndexFunc(csv.Spec.Install.Spec.Permissions, func(p strategyPermissions) bool { return p.ServiceAccountName == sa })
+	if mgrPerms < 0 {
+		t.Fatal("no namespaced permissions for the manager")
+	}
+	if !slices.ContainsFunc(csv.Spec.Install.Spec.Permissions[mgrPerms].Rules, func(r rbacv1.PolicyRule) bool { return slices.Contains(r.Resources, "leases") }) {
 		t.Error("permissions lack the leader-election Lease rule")
 	}
 
