@@ -14,6 +14,36 @@
 // SuccessThreshold consecutive successful probes (2 × 1 s by default), so a
 // flapping link does not bounce clients.
 //
+// # Online reads: streaming, recording, and a cut mid-answer
+//
+// An online GET or LIST is answered from the apiserver's response as it
+// arrives: the hub holds at most the first 256 KiB, then streams the rest
+// through while teeing it into pooled buffers for the recorder. When the
+// client accepts gzip (client-go does), the hub asks the apiserver for gzip
+// and relays the compressed bytes untouched, so the link carries what a
+// direct client would get and the hub neither decompresses nor recompresses
+// on the answer's path. Recording happens afterwards, on the recorder's own
+// goroutine: it decodes the body, skips a LIST identical to the last one
+// recorded for that collection (by CRC, without even decoding it), and
+// writes in batched bbolt transactions. Bodies waiting for it are bounded
+// (64 MiB; beyond that a body is simply not recorded this time), so a slow
+// disk never stalls a reply and memory stays bounded.
+//
+// The trade-off: a failure before the first byte goes out (connection
+// refused or reset, or a response that breaks within its first 256 KiB,
+// which covers every GET of an object and typical filtered LISTs) is
+// answered from the cache, so the client never sees it. A response cut
+// after bytes were sent cannot be taken back: that one read fails (the
+// hub aborts the client's response, so the client sees a broken body, never
+// a truncated one that parses), exactly as it would have for a direct
+// client. The cut marks the link offline at once, so every read issued
+// after it is served from the cache: "no failed reads across a cut" holds
+// for reads made after the cut is detected, plus all small answers in
+// flight.
+//
+// Topology-filtered EndpointSlices are the exception: the hub must rewrite
+// them, so they are read whole (identity-encoded) before being answered.
+//
 // # Offline writes
 //
 // While offline, the node's own Lease (kube-node-lease/<node>), its Node
@@ -105,6 +135,9 @@ type Config struct {
 
 	// Verbosity: 0 info, 2 state changes, 4 detail.
 	Verbosity int `json:"verbosity,omitempty"`
+
+	// Profiling serves Go's /debug/pprof on the admin listener.
+	Profiling bool `json:"profiling,omitempty"`
 }
 
 // Duration is a time.Duration written as "1s" in config files.
@@ -234,6 +267,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.SuccessThreshold, "success-threshold", c.SuccessThreshold, "consecutive good probes before going back online")
 	fs.IntVar(&c.JournalMaxEntries, "journal-max-entries", c.JournalMaxEntries, "bound of the offline write journal")
 	fs.IntVar(&c.Verbosity, "v", c.Verbosity, "log verbosity (0, 2 state changes, 4 detail)")
+	fs.BoolVar(&c.Profiling, "profiling", c.Profiling, "serve /debug/pprof on the admin listener")
 }
 
 func splitList(s string) []string {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -39,9 +40,6 @@ type Hub struct {
 	// not empty, new writes join it instead of overtaking it.
 	writeMu sync.Mutex
 
-	pagesMu sync.Mutex
-	pages   map[string]*pageStage
-
 	ready atomic.Bool
 	// Addresses the listeners got (useful with port 0).
 	HTTPAddr, HTTPSAddr, AdminAddr string
@@ -60,8 +58,8 @@ func New(cfg Config, log logr.Logger) (*Hub, error) {
 	h := &Hub{
 		cfg: cfg, log: log, up: up,
 		cached: set(cfg.CacheClients), filtered: set(cfg.TopologyClients),
-		replayKick: make(chan struct{}, 1), pages: map[string]*pageStage{},
-		listening: make(chan struct{}),
+		replayKick: make(chan struct{}, 1),
+		listening:  make(chan struct{}),
 	}
 	// Start offline: the first probe (or request) decides. Serving from
 	// disk at once is what lets a node reboot while cut off.
@@ -233,6 +231,13 @@ func (h *Hub) adminHandler() http.Handler {
 		_, _ = fmt.Fprintf(w, "ok (%s)", state)
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(h.metrics.reg, promhttp.HandlerOpts{}))
+	if h.cfg.Profiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -14,6 +14,7 @@ const (
 	outcomeRejected  = "rejected"   // offline write the hub cannot take: 503
 	outcomeHeld      = "held"       // offline watch kept open
 	outcomeError     = "error"      // upstream failed and no fallback
+	outcomeAborted   = "aborted"    // upstream cut mid-answer: the answer is broken off
 )
 
 type metrics struct {

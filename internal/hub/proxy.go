@@ -3,13 +3,16 @@ package hub
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/edgeunit/edgeunit/internal/hub/kjson"
@@ -26,7 +29,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ri := parseRequest(r)
 	outcome := h.serve(w, r, client, ri)
 	h.metrics.requests.WithLabelValues(client, ri.verb, outcome).Inc()
-	h.log.V(4).Info("Request", "client", client, "verb", ri.verb, "path", r.URL.Path, "outcome", outcome, "duration", time.Since(start).String())
+	if log := h.log.V(4); log.Enabled() {
+		log.Info("Request", "client", client, "verb", ri.verb, "path", r.URL.Path, "outcome", outcome, "duration", time.Since(start).String())
+	}
+	if outcome == outcomeAborted {
+		// The upstream answer broke after part of it was sent: end the
+		// client's response as broken (no clean end of body).
+		panic(http.ErrAbortHandler)
+	}
 }
 
 func (h *Hub) serve(w http.ResponseWriter, r *http.Request, client string, ri reqInfo) string {
@@ -79,9 +89,11 @@ func linkContext(r *http.Request, epoch context.Context) (context.Context, conte
 	return ctx, func() { stop(); cancel() }
 }
 
-// upstreamRead forwards a GET asking for JSON (the cache stores JSON) and
-// letting the transport negotiate compression with the apiserver.
-func (h *Hub) upstreamRead(ctx context.Context, r *http.Request) (*http.Response, error) {
+// upstreamRead forwards a GET asking for JSON (the cache stores JSON).
+// With encoding "gzip" the apiserver's compressed bytes come back as they
+// are (to be passed through); with "" the transport negotiates compression
+// with the apiserver and decompresses as it reads.
+func (h *Hub) upstreamRead(ctx context.Context, r *http.Request, encoding string) (*http.Response, error) {
 	req := h.up.request(ctx, http.MethodGet, r.URL.Path, r.URL.RawQuery, nil)
 	for _, k := range []string{"User-Agent", "Audit-Id", "X-Request-Id"} {
 		if v := r.Header.Get(k); v != "" {
@@ -89,18 +101,68 @@ func (h *Hub) upstreamRead(ctx context.Context, r *http.Request) (*http.Response
 		}
 	}
 	req.Header.Set("Accept", "application/json")
+	if encoding != "" {
+		req.Header.Set("Accept-Encoding", encoding)
+	}
 	return h.up.rt.RoundTrip(req)
 }
+
+// acceptsGzip says whether the client takes a gzip-encoded answer.
+func acceptsGzip(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept-Encoding") {
+		for tok := range strings.SplitSeq(v, ",") {
+			name, params, _ := strings.Cut(strings.TrimSpace(tok), ";")
+			if strings.EqualFold(strings.TrimSpace(name), "gzip") {
+				q := strings.ReplaceAll(params, " ", "")
+				return q != "q=0" && q != "q=0.0" && q != "q=0.00" && q != "q=0.000"
+			}
+		}
+	}
+	return false
+}
+
+// commitAfter is how much of a response the hub holds before it starts
+// answering. A response that ends within it (every GET of an object,
+// typical filtered LISTs) is whole before the first byte goes out, so a
+// failure while reading it still falls back to the cache; a longer one
+// streams to the client as it arrives.
+const commitAfter = 256 << 10
+
+// maxErrorBody bounds an error answer the hub reads to relay it.
+const maxErrorBody = 4 << 20
+
+var copyBufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
 
 func (h *Hub) serveRead(w http.ResponseWriter, r *http.Request, client string, ri reqInfo) string {
 	online, epoch, _, _ := h.link.state()
 	if online {
 		ctx, cancel := linkContext(r, epoch)
 		defer cancel()
-		resp, err := h.upstreamRead(ctx, r)
+		filter := h.filters(client, ri)
+		enc := ""
+		if !filter && acceptsGzip(r) {
+			enc = "gzip" // pass the apiserver's compression through
+		}
+		resp, err := h.upstreamRead(ctx, r, enc)
 		var body []byte
 		if err == nil {
-			body, err = readBody(resp.Body, maxRecordedBody)
+			if resp.StatusCode == http.StatusOK {
+				outcome, err := h.relayRead(w, r, resp, client, ri, filter)
+				_ = resp.Body.Close()
+				if err == nil {
+					return outcome
+				}
+				if r.Context().Err() != nil {
+					return outcomeError
+				}
+				// Nothing went out yet: the cache answers instead.
+				h.link.markOffline("request failed: " + err.Error())
+				if h.serveFromCache(w, r, client, ri, true) {
+					return outcomeCacheHit
+				}
+				return outcomeCacheMiss
+			}
+			body, err = readBody(resp.Body, maxErrorBody)
 			_ = resp.Body.Close()
 		}
 		switch {
@@ -108,9 +170,6 @@ func (h *Hub) serveRead(w http.ResponseWriter, r *http.Request, client string, r
 			return outcomeError // the client went away
 		case err != nil:
 			h.link.markOffline("request failed: " + err.Error())
-		case resp.StatusCode == http.StatusOK:
-			h.relayRead(w, resp, body, client, ri, r)
-			return outcomeProxied
 		case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
 			// The apiserver is there but cannot answer (shutting down,
 			// overloaded): the cache is the better answer when it has one.
@@ -145,94 +204,197 @@ func readBody(rc io.Reader, limit int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-func copyResponse(w http.ResponseWriter, resp *http.Response, body []byte) {
-	for k, vs := range resp.Header {
-		if k == "Content-Length" || k == "Content-Encoding" || k == "Transfer-Encoding" || k == "Connection" {
+// copyHeader copies an upstream answer's headers but the hop-by-hop ones
+// and the length (the body may be re-encoded).
+func copyHeader(dst, src http.Header) {
+	for k, vs := range src {
+		switch k {
+		case "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive", "Trailer", "Upgrade":
 			continue
 		}
 		for _, v := range vs {
-			w.Header().Add(k, v)
+			dst.Add(k, v)
 		}
 	}
+}
+
+// copyResponse relays an upstream answer read whole. A Content-Encoding
+// still present is real: the body is relayed as the apiserver encoded it.
+func copyResponse(w http.ResponseWriter, resp *http.Response, body []byte) {
+	copyHeader(w.Header(), resp.Header)
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(body)
 }
 
-// relayRead answers a successful read and hands the body to the recorder.
-func (h *Hub) relayRead(w http.ResponseWriter, resp *http.Response, body []byte, client string, ri reqInfo, r *http.Request) {
-	out := body
-	if h.filters(client, ri) {
-		if ri.verb == "list" {
-			out = h.topo.filterList(body)
-		} else {
-			out = h.topo.filterObject(body)
+// relayRead answers a successful read from the apiserver's response and
+// hands the body, as the apiserver sent it, to the recorder. Up to
+// commitAfter bytes are read before anything is written: an error there
+// is returned (nothing was sent; the caller falls back to the cache).
+// Beyond that the body streams through as it arrives, teed into the
+// recorder's spool; a failure mid-stream aborts the client's response
+// (outcomeAborted) as a direct connection would have failed.
+func (h *Hub) relayRead(w http.ResponseWriter, r *http.Request, resp *http.Response, client string, ri reqInfo, filter bool) (string, error) {
+	enc := resp.Header.Get("Content-Encoding")
+	record := enc == "" || enc == "gzip"
+	sp := newSpool(nil, 0, enc == "gzip")
+	buf := copyBufPool.Get().(*[32 << 10]byte)
+	defer copyBufPool.Put(buf)
+
+	complete := false
+	for sp.Len() < commitAfter {
+		n, err := resp.Body.Read(buf[:])
+		if n > 0 {
+			_, _ = sp.Write(buf[:n])
+		}
+		if errors.Is(err, io.EOF) {
+			complete = true
+			break
+		}
+		if err != nil {
+			sp.release()
+			return "", err
 		}
 	}
-	copyResponse(w, resp, out)
+
+	if !complete && filter {
+		// Filtering rewrites the body: it needs all of it.
+		if err := h.spoolRest(sp, resp.Body, buf[:]); err != nil {
+			sp.release()
+			return "", err
+		}
+		complete = true
+	}
+	hdr := w.Header()
+	copyHeader(hdr, resp.Header)
+	if complete {
+		if filter {
+			body := sp.bytesTo(nil)
+			var out []byte
+			if ri.verb == "list" {
+				out = h.topo.filterList(body)
+			} else {
+				out = h.topo.filterObject(body)
+			}
+			hdr.Set("Content-Length", strconv.Itoa(len(out)))
+			w.WriteHeader(http.StatusOK)
+			_, _ = w.Write(out)
+		} else {
+			hdr.Set("Content-Length", strconv.Itoa(sp.Len()))
+			w.WriteHeader(http.StatusOK)
+			_ = sp.writeTo(w)
+		}
+		if record {
+			h.record(client, ri, r, sp)
+		} else {
+			sp.release()
+		}
+		return outcomeProxied, nil
+	}
+
+	// Stream: what was held first, then the rest as it arrives.
+	if resp.ContentLength >= 0 && !resp.Uncompressed {
+		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	if err := sp.writeTo(w); err != nil {
+		sp.release()
+		return outcomeError, nil // the client went away
+	}
+	if !record || !sp.charge(&h.rec.budget, recordBudget) {
+		if record {
+			h.rec.dropped()
+		}
+		sp.release()
+		sp = nil
+	}
+	for {
+		n, err := resp.Body.Read(buf[:])
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				sp.release()
+				return outcomeError, nil // the client went away
+			}
+			if sp != nil {
+				if _, serr := sp.Write(buf[:n]); serr != nil {
+					sp.release()
+					sp = nil
+					h.rec.dropped()
+				}
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			sp.release()
+			if r.Context().Err() != nil {
+				return outcomeError, nil
+			}
+			// Cut mid-stream: this answer is lost, as it would have been
+			// for a direct client; the link goes offline so the reads
+			// that follow are served from the cache.
+			if isLinkError(r.Context().Err(), err) {
+				h.link.markOffline("response cut: " + err.Error())
+			}
+			h.log.V(2).Info("Upstream response cut mid-stream", "path", r.URL.Path, "err", err.Error())
+			return outcomeAborted, nil
+		}
+	}
+	if sp != nil {
+		h.record(client, ri, r, sp)
+	}
+	return outcomeProxied, nil
+}
+
+// spoolRest reads the rest of body into sp (no budget: a filtered answer).
+func (h *Hub) spoolRest(sp *spool, body io.Reader, buf []byte) error {
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			_, _ = sp.Write(buf[:n])
+			if sp.Len() > maxRecordedBody {
+				return fmt.Errorf("response larger than %d bytes", maxRecordedBody)
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// record hands a relayed body to the recorder (which then owns sp).
+func (h *Hub) record(client string, ri reqInfo, r *http.Request, sp *spool) {
 	if ri.verb == "list" {
-		h.recordListPage(client, ri, body)
+		if sp.budget == nil && !sp.charge(&h.rec.budget, recordBudget) {
+			h.rec.dropped()
+			sp.release()
+			return
+		}
+		cont := ri.query.Get("continue")
+		h.rec.list(collectionKey(client, ri), &listRecord{body: sp, cont: cont, paged: cont != "" || ri.query.Has("limit")})
 		return
 	}
-	rr := &responseRecord{key: responseKey(client, r), resp: store.Response{ContentType: "application/json", Body: body, Recorded: time.Now()}}
-	h.rec.response(rr)
+	var body []byte
+	if sp.gzip {
+		var zr *gzip.Reader
+		b, err := sp.decoded(nil, &zr, maxRecordedBody)
+		if err != nil {
+			sp.release()
+			return
+		}
+		body = b
+	} else {
+		body = sp.bytesTo(make([]byte, 0, sp.Len()))
+	}
+	sp.release()
+	h.rec.response(&responseRecord{key: responseKey(client, r), resp: store.Response{ContentType: "application/json", Body: body, Recorded: time.Now()}, skipSame: true})
 }
 
 func (h *Hub) filters(client string, ri reqInfo) bool {
 	return h.filtered[client] && ri.resource == "endpointslices" && ri.group == "discovery.k8s.io"
-}
-
-// pageStage collects the pages of a paginated LIST until the last one.
-type pageStage struct {
-	key              string
-	items            []store.Item
-	kind, apiVersion string
-	rv               string
-	started          time.Time
-}
-
-const maxPageStages = 64
-
-// recordListPage records a LIST response; pages of a paginated LIST are
-// staged and recorded together once the last page arrives.
-func (h *Hub) recordListPage(client string, ri reqInfo, body []byte) {
-	key := collectionKey(client, ri)
-	cont := ri.query.Get("continue")
-	l, err := kjson.ParseList(body)
-	if err != nil {
-		h.log.V(2).Info("Not recording unparsable list", "key", key, "err", err.Error())
-		return
-	}
-	if cont == "" && l.Continue == "" {
-		h.rec.list(key, &listRecord{body: body})
-		return
-	}
-	h.pagesMu.Lock()
-	defer h.pagesMu.Unlock()
-	var st *pageStage
-	if cont == "" {
-		st = &pageStage{key: key, kind: l.Kind, apiVersion: l.APIVersion, rv: l.ResourceVersion, started: time.Now()}
-	} else if st = h.pages[cont]; st == nil || st.key != key {
-		return // a page of a LIST whose start we did not see
-	}
-	delete(h.pages, cont)
-	for _, it := range l.Items {
-		m, err := kjson.ObjectMeta(it, false)
-		if err != nil {
-			return
-		}
-		st.items = append(st.items, store.Item{Key: m.Key(), Value: bytes.Clone(it)})
-	}
-	if l.Continue == "" {
-		h.rec.list(key, &listRecord{items: st.items, kind: st.kind, apiVersion: st.apiVersion, rv: st.rv})
-		return
-	}
-	for k, s := range h.pages { // bound abandoned pagings
-		if len(h.pages) < maxPageStages && time.Since(s.started) < 5*time.Minute {
-			break
-		}
-		delete(h.pages, k)
-	}
-	h.pages[l.Continue] = st
 }
 
 // serveFromCache answers a GET/LIST from the store; false when it has

@@ -41,7 +41,7 @@ func (h *Hub) serveWatch(w http.ResponseWriter, r *http.Request, client string, 
 				}
 			}()
 		}
-		resp, err := h.upstreamRead(ctx, r)
+		resp, err := h.upstreamRead(ctx, r, "")
 		switch {
 		case err != nil && r.Context().Err() != nil:
 			cancel()

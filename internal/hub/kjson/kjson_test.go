@@ -72,3 +72,23 @@ func TestWithTypeMeta(t *testing.T) {
 		})
 	}
 }
+
+func TestSkipStringEscapes(t *testing.T) {
+	tests := map[string]int{
+		`"plain"x`:       7,
+		`"a\"b"x`:        6,
+		`"a\\"x`:         5,
+		`"a\\\"b"x`:      8,
+		`"\\\\"x`:        6,
+		`"}\"{\\" , "x"`: 8,
+	}
+	for in, want := range tests {
+		got, err := skipString([]byte(in), 0)
+		if err != nil || got != want {
+			t.Errorf("%s: got %d %v, want %d", in, got, err, want)
+		}
+	}
+	if _, err := skipString([]byte(`"abc\"`), 0); err == nil {
+		t.Error("unterminated string accepted")
+	}
+}

@@ -513,37 +513,44 @@ func (s *Store) FindItem(prefixes []string, objKey string) (kind, apiVersion str
 func (s *Store) UpdateItem(prefixes []string, objKey string, value []byte) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		root := tx.Bucket(bucketCollections)
-		var keys [][]byte
-		c := root.Cursor()
-		for _, p := range prefixes {
-			for k, v := c.Seek([]byte(p)); k != nil && strings.HasPrefix(string(k), p); k, v = c.Next() {
-				if v == nil && inCollection(k, p) {
-					keys = append(keys, append([]byte(nil), k...))
-				}
-			}
-		}
-		for _, k := range keys {
-			b := root.Bucket(k)
-			if b.Get([]byte(objKey)) == nil {
-				continue
-			}
-			if err := b.Put([]byte(objKey), encode(value)); err != nil {
-				return err
-			}
-			m, err := getMeta(b)
-			if err != nil {
-				return err
-			}
-			m.ItemsHash = 0
-			if err := putMeta(b, m); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
+		var err error
+		n, err = updateItem(tx, prefixes, objKey, value)
+		return err
 	})
 	return n, err
+}
+
+func updateItem(tx *bolt.Tx, prefixes []string, objKey string, value []byte) (int, error) {
+	n := 0
+	root := tx.Bucket(bucketCollections)
+	var keys [][]byte
+	c := root.Cursor()
+	for _, p := range prefixes {
+		for k, v := c.Seek([]byte(p)); k != nil && strings.HasPrefix(string(k), p); k, v = c.Next() {
+			if v == nil && inCollection(k, p) {
+				keys = append(keys, append([]byte(nil), k...))
+			}
+		}
+	}
+	for _, k := range keys {
+		b := root.Bucket(k)
+		if b.Get([]byte(objKey)) == nil {
+			continue
+		}
+		m, err := getMeta(b)
+		if err != nil {
+			continue // corrupt: dropped when next read, never served
+		}
+		if err := b.Put([]byte(objKey), encode(value)); err != nil {
+			return n, err
+		}
+		m.ItemsHash = 0
+		if err := putMeta(b, m); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // DropCollection removes a collection (after a checksum failure).
@@ -574,6 +581,74 @@ func (s *Store) PutResponse(key string, r Response) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketResponses).Put([]byte(key), encode(raw))
 	})
+}
+
+// ResponseWrite is one response for PutResponses.
+type ResponseWrite struct {
+	Key      string
+	Response Response
+	// Prefixes/ObjKey: also replace the object in those collections that
+	// hold it (see UpdateItem).
+	Prefixes []string
+	ObjKey   string
+	// SkipSame leaves a stored response with the same content type and
+	// body as it is.
+	SkipSame bool
+}
+
+// errNothingWritten rolls back a transaction that changed nothing, which
+// then costs no disk write.
+var errNothingWritten = errors.New("store: nothing written")
+
+// PutResponses records several responses in one transaction (in order) and
+// returns how many it wrote.
+func (s *Store) PutResponses(ws []ResponseWrite) (written int, err error) {
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketResponses)
+		for _, w := range ws {
+			raw, err := json.Marshal(w.Response)
+			if err != nil {
+				return err
+			}
+			if w.SkipSame && sameResponse(b.Get([]byte(w.Key)), raw) {
+				continue
+			}
+			if err := b.Put([]byte(w.Key), encode(raw)); err != nil {
+				return err
+			}
+			written++
+			if w.ObjKey != "" {
+				if _, err := updateItem(tx, w.Prefixes, w.ObjKey, w.Response.Body); err != nil {
+					return err
+				}
+			}
+		}
+		if written == 0 {
+			return errNothingWritten
+		}
+		return nil
+	})
+	if errors.Is(err, errNothingWritten) {
+		err = nil
+	}
+	if err != nil {
+		written = 0
+	}
+	return written, err
+}
+
+// sameResponse compares a stored response with raw, r's encoding, up to
+// the recording time: same content type and body.
+func sameResponse(stored, raw []byte) bool {
+	if stored == nil {
+		return false
+	}
+	p, err := decode(stored)
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndex(raw, []byte(`,"recorded":`))
+	return i > 0 && len(p) > i && bytes.Equal(p[:i+len(`,"recorded":`)], raw[:i+len(`,"recorded":`)])
 }
 
 // GetResponse reads a recorded response.

@@ -175,3 +175,27 @@ func TestLockedFileIsAnErrorNotCorruption(t *testing.T) {
 		t.Fatalf("locked file quarantined: %v", m)
 	}
 }
+
+func TestPutResponsesSkipsSameBody(t *testing.T) {
+	s, _, err := Open(filepath.Join(t.TempDir(), "c.db"), time.Second, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	r := Response{ContentType: "application/json", Body: []byte(`{"a":1}`), Recorded: time.Now()}
+	if n, err := s.PutResponses([]ResponseWrite{{Key: "k", Response: r, SkipSame: true}}); err != nil || n != 1 {
+		t.Fatalf("first write: %d %v", n, err)
+	}
+	r.Recorded = r.Recorded.Add(time.Minute)
+	if n, err := s.PutResponses([]ResponseWrite{{Key: "k", Response: r, SkipSame: true}}); err != nil || n != 0 {
+		t.Fatalf("same body: %d %v, want skipped", n, err)
+	}
+	r.Body = []byte(`{"a":2}`)
+	if n, err := s.PutResponses([]ResponseWrite{{Key: "k", Response: r, SkipSame: true}, {Key: "k2", Response: r}}); err != nil || n != 2 {
+		t.Fatalf("changed body: %d %v", n, err)
+	}
+	got, found, err := s.GetResponse("k")
+	if err != nil || !found || string(got.Body) != `{"a":2}` {
+		t.Fatalf("stored %q %v %v", got.Body, found, err)
+	}
+}
