@@ -24,6 +24,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/autonomy"
+	"github.com/edgeunit/edgeunit/controllers/bindings"
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/edgeunit"
 	"github.com/edgeunit/edgeunit/controllers/nodepool"
@@ -160,6 +161,10 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	}
 	if err := autonomy.SetupWithManager(ctx, mgr, copts); err != nil {
 		return nil, fmt.Errorf("setting up the autonomy controller: %w", err)
+	}
+	// After autonomy: both use the pod-by-node index it registers.
+	if err := bindings.SetupWithManager(ctx, mgr, copts); err != nil {
+		return nil, fmt.Errorf("setting up the bindings controller: %w", err)
 	}
 	if o.EnableWebhooks {
 		if err := nodepoolwebhook.SetupWithManager(mgr); err != nil {

@@ -48,4 +48,7 @@ const (
 	// ReasonBindingsPending: network autonomy is on, but bindings are not
 	// recorded yet.
 	ReasonBindingsPending = "BindingsPending"
+	// ReasonLimitExceeded: the unit has more nodes or pods per node than
+	// its status can record.
+	ReasonLimitExceeded = "LimitExceeded"
 )

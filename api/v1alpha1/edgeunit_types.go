@@ -162,10 +162,11 @@ type NodeBinding struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=45
 	VTEPIP string `json:"vtepIP,omitempty"`
-	// pods bound on this node.
+	// pods bound on this node. Atomic: one controller writes the list
+	// whole, and per-entry field ownership would cost more than the
+	// bindings themselves at 10,000 pods.
 	// +optional
-	// +listType=map
-	// +listMapKey=pod
+	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=512
 	Pods []PodIPBinding `json:"pods,omitempty"`
 }

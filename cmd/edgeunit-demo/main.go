@@ -1,6 +1,7 @@
 // Command edgeunit-demo runs edgeunit's embedded local environment: a
 // kube-apiserver and etcd, the CRDs and webhooks, the manager, simulated edge
-// nodes and config/samples, and prints what to look at.
+// nodes and config/samples, a tunnel-server with a tunnel-agent per edge
+// node, and prints what to look at.
 package main
 
 import (
@@ -32,12 +33,13 @@ func run() int {
 	fs.StringVar(&o.SamplesDir, "samples-dir", "", "Directory of the objects to apply (default: <config-dir>/samples).")
 	fs.StringVar(&o.KubeconfigOut, "kubeconfig-out", demo.DefaultKubeconfigOut(), "Where to write the admin kubeconfig; removed on exit.")
 	fs.StringVar(&o.Kubectl, "kubectl", "kubectl", "kubectl used to print the summary; when missing the summary comes from the API client.")
-	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", demo.DefaultReadyTimeout, "How long to wait for the NodePools to become Ready.")
+	fs.StringVar(&o.BinDir, "bin-dir", "", "Directory holding tunnel-server and tunnel-agent (default: next to this executable, as 'make build' puts them; else they are built with 'go build').")
+	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", demo.DefaultReadyTimeout, "How long to wait for the NodePools to become Ready, and then for the tunnel agents to connect.")
 	fs.BoolVar(&o.ExitAfterSetup, "exit-after-setup", false, "Print the summary and exit instead of running until interrupted.")
 	zopts := zap.Options{Level: zapcore.ErrorLevel}
 	zopts.BindFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: edgeunit-demo [flags]\n\nStarts a local control plane with edgeunit's manager, simulated edge nodes and\nconfig/samples, prints a kubeconfig and runs until interrupted.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: edgeunit-demo [flags]\n\nStarts a local control plane with edgeunit's manager, simulated edge nodes and\nconfig/samples, runs a tunnel-server and a tunnel-agent per edge node on this\nmachine, prints a kubeconfig and runs until interrupted.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {

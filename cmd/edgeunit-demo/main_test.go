@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +24,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers"
+	"github.com/edgeunit/edgeunit/internal/demo"
 	"github.com/edgeunit/edgeunit/internal/testenv"
 )
 
@@ -29,11 +32,42 @@ import (
 // command (flags, signals, exit codes) without a separate build.
 const runMainEnv = "EDGEUNIT_DEMO_RUN_MAIN"
 
+// testBinDirEnv names prebuilt tunnel-server and tunnel-agent binaries for
+// the tests; unset, TestMain builds them from the repository once.
+const testBinDirEnv = "EDGEUNIT_TEST_BIN_DIR"
+
+// testBinDir holds the tunnel binaries the demos in these tests run.
+var testBinDir string
+
 func TestMain(m *testing.M) {
 	if os.Getenv(runMainEnv) == "1" {
 		os.Exit(run())
 	}
-	os.Exit(m.Run())
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	testBinDir = os.Getenv(testBinDirEnv)
+	if testBinDir == "" {
+		dir, err := os.MkdirTemp("", "edgeunit-demo-test-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		root, err := testenv.RepoRoot()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			err = demo.BuildBinaries(ctx, root, dir)
+			cancel()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building the tunnel binaries (or set %s): %v\n", testBinDirEnv, err)
+			return 1
+		}
+		testBinDir = dir
+	}
+	return m.Run()
 }
 
 // demoCmd prepares the command with the repository's binaries and a
@@ -45,7 +79,7 @@ func demoCmd(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, stri
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	args = append([]string{"--assets", assets, "--kubeconfig-out", kubeconfig, "--ready-timeout", "30s"}, args...)
+	args = append([]string{"--assets", assets, "--bin-dir", testBinDir, "--kubeconfig-out", kubeconfig, "--ready-timeout", "30s"}, args...)
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	// Should the test time out, SIGTERM still lets the demo clean up.
@@ -76,9 +110,15 @@ func TestExitAfterSetup(t *testing.T) {
 		`nodepool\.edge\.edgeunit\.io/cloud\s+Cloud\s+True\s+2\s+2`,
 		`node/factory-a-1\s+Ready\s.*edge\.edgeunit\.io/autonomy=true,.*edge\.edgeunit\.io/pool-type=edge,.*topology\.kubernetes\.io/region=factory-a`,
 		`node/cloud-1\s+Ready\s.*edge\.edgeunit\.io/pool-type=cloud`,
-		`edgeunit\.edge\.edgeunit\.io/factory\s`,
-		`tunnelendpoint\.edge\.edgeunit\.io/tunnel\s`,
+		// The tunnel: three agents connected to the demo's tunnel-server,
+		// so the unit is TunnelConnected (but not Ready: no hub runs).
+		`edgeunit\.edge\.edgeunit\.io/factory\s+False\s+\["factory-a"\]\s+3\s+False\s+True\s`,
+		`tunnelendpoint\.edge\.edgeunit\.io/tunnel\s+False\s+0\s+3\s+ClusterIP\s`,
+		`(?m)^factory-a-1  servers=1  lastSeen=\S+\nfactory-a-2  servers=1  lastSeen=\S+\nfactory-a-3  servers=1  lastSeen=\S+$`,
+		`tunnel-server\s+pid \d+\s+agents dial 127\.0\.0\.1:\d+`,
+		`EdgeUnit factory: TunnelConnected=True: All 3 tunnel agents are connected`,
 		`label node spare-1 edge\.edgeunit\.io/nodepool=factory-a`,
+		`kill -STOP \d+`,
 	} {
 		if !regexp.MustCompile(re).MatchString(text) {
 			t.Errorf("output does not match %s:\n%s", re, text)
@@ -154,6 +194,21 @@ func TestSIGTERM(t *testing.T) {
 			t.Errorf("NodePool %s is not Ready", p.Name)
 		}
 	}
+	// The tunnel runs while the demo does.
+	var te edgev1.TunnelEndpoint
+	if err := c.Get(ctx, client.ObjectKey{Name: "tunnel"}, &te); err != nil {
+		t.Fatal(err)
+	}
+	if te.Status.ConnectedAgents != 3 {
+		t.Errorf("TunnelEndpoint tunnel: connectedAgents %d, want 3", te.Status.ConnectedAgents)
+	}
+	var unit edgev1.EdgeUnit
+	if err := c.Get(ctx, client.ObjectKey{Name: "factory"}, &unit); err != nil {
+		t.Fatal(err)
+	}
+	if !meta.IsStatusConditionTrue(unit.Status.Conditions, edgev1.ConditionTunnelConnected) {
+		t.Errorf("EdgeUnit factory is not TunnelConnected: %+v", unit.Status.Conditions)
+	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -173,11 +228,29 @@ func TestSIGTERM(t *testing.T) {
 	assertCleanedUp(t, text(), kubeconfig)
 }
 
+var pidRE = regexp.MustCompile(`(tunnel-server|tunnel-agent \S+)\s+pid (\d+)`)
+
 // assertCleanedUp checks that the demo's working directory and kubeconfig
-// are gone and that no process (kube-apiserver, etcd) still uses the
-// directory.
+// are gone, that no process (kube-apiserver, etcd, the tunnel's) still uses
+// the directory, and that the tunnel processes it printed are gone.
 func assertCleanedUp(t *testing.T, output, kubeconfig string) {
 	t.Helper()
+	pids := map[string]string{}
+	for _, m := range pidRE.FindAllStringSubmatch(output, -1) {
+		pids[m[2]] = m[1]
+	}
+	if len(pids) != 4 {
+		t.Errorf("output names %d tunnel processes (%v), want a server and 3 agents:\n%s", len(pids), pids, output)
+	}
+	for pid, name := range pids {
+		n, err := strconv.Atoi(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(n, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("%s (pid %d) is still there after the demo exited: kill -0: %v", name, n, err)
+		}
+	}
 	m := workDirRE.FindStringSubmatch(output)
 	if m == nil {
 		t.Fatalf("output does not name the working directory:\n%s", output)

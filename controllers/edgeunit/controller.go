@@ -7,10 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -57,12 +61,42 @@ type Options struct {
 	// hubs dial it with the kubelet's credentials; empty leaves them the
 	// server of the kubelet's kubeconfig.
 	APIServerURL string
+	// KubeletKubeconfig is the kubelet's kubeconfig on the nodes
+	// (DefaultKubeletKubeconfig when empty). The hub proxies with its
+	// credential and the tunnel agent requests its identity with it.
+	KubeletKubeconfig string
+	// KubeletPKIDir is the directory on the nodes holding the client
+	// certificate that kubeconfig names (DefaultKubeletPKIDir when empty).
+	KubeletPKIDir string
 	// Controller options (workers, cache sync timeout).
 	Controller controller.Options
 }
 
+// Defaults for Options: where kubeadm puts the kubelet's credentials.
+const (
+	DefaultKubeletKubeconfig = "/etc/kubernetes/kubelet.conf"
+	DefaultKubeletPKIDir     = "/var/lib/kubelet/pki"
+)
+
+func (o Options) kubeletKubeconfig() string {
+	if o.KubeletKubeconfig != "" {
+		return o.KubeletKubeconfig
+	}
+	return DefaultKubeletKubeconfig
+}
+
+func (o Options) kubeletPKIDir() string {
+	if o.KubeletPKIDir != "" {
+		return o.KubeletPKIDir
+	}
+	return DefaultKubeletPKIDir
+}
+
 func (o Options) validate() error {
 	var errs []error
+	if !path.IsAbs(o.kubeletKubeconfig()) || !path.IsAbs(o.kubeletPKIDir()) {
+		errs = append(errs, errors.New("the kubelet's kubeconfig and PKI directory must be absolute paths"))
+	}
 	if o.Namespace == "" {
 		errs = append(errs, errors.New("namespace is required"))
 	}
@@ -83,6 +117,21 @@ type Reconciler struct {
 	Options  Options
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+
+	// written remembers, per unit, what the server holds after this
+	// reconciler's last writes and the resourceVersions those writes
+	// superseded. Child and node events requeue a unit before the cache
+	// has seen its own status write (status-only updates do not requeue
+	// it); while the cache still shows a superseded version, the
+	// remembered state stands in, so the same status (and its events) is
+	// never written twice and the finalizer patch never conflicts.
+	written sync.Map // unit name -> writtenState
+}
+
+type writtenState struct {
+	superseded map[string]bool
+	status     edgev1.EdgeUnitStatus
+	finalizers []string
 }
 
 // SetupWithManager registers the indexes and the EdgeUnit controller.
@@ -124,20 +173,24 @@ func SetupWithManager(ctx context.Context, mgr ctrl.Manager, o Options) error {
 func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ reconcile.Result, reterr error) {
 	unit := &edgev1.EdgeUnit{}
 	if err := r.Client.Get(ctx, req.NamespacedName, unit); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.written.Delete(req.Name)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
+	written := r.freshen(unit)
 	if !unit.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.reconcileDelete(ctx, unit)
 	}
 	if !controllerutil.ContainsFinalizer(unit, Finalizer) {
-		if err := r.addFinalizer(ctx, unit); err != nil {
+		if err := r.addFinalizer(ctx, unit, written); err != nil {
 			return reconcile.Result{}, err
 		}
 	}
 
 	obs := &observed{}
 	defer func() {
-		reterr = errors.Join(reterr, r.patchStatus(ctx, unit, obs, reterr))
+		reterr = errors.Join(reterr, r.patchStatus(ctx, unit, obs, reterr, written))
 	}()
 	phases := []func(context.Context, *edgev1.EdgeUnit, *observed) error{
 		r.observePools,    // owned and contested pools, member nodes
@@ -153,13 +206,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 	return reconcile.Result{}, nil
 }
 
-func (r *Reconciler) addFinalizer(ctx context.Context, unit *edgev1.EdgeUnit) error {
+func (r *Reconciler) addFinalizer(ctx context.Context, unit *edgev1.EdgeUnit, written writtenState) error {
 	before := unit.DeepCopy()
 	controllerutil.AddFinalizer(unit, Finalizer)
 	if err := r.Client.Patch(ctx, unit, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldOwner)); err != nil {
 		return fmt.Errorf("adding finalizer to EdgeUnit %s: %w", unit.Name, err)
 	}
+	written.superseded[before.ResourceVersion] = true
+	r.remember(unit, written)
 	return nil
+}
+
+// freshen replaces a stale cached unit's status and finalizers with what
+// this reconciler last wrote, and returns the record to extend with the
+// writes of this pass.
+func (r *Reconciler) freshen(unit *edgev1.EdgeUnit) writtenState {
+	if v, ok := r.written.Load(unit.Name); ok {
+		w := v.(writtenState)
+		if w.superseded[unit.ResourceVersion] {
+			unit.Status = *w.status.DeepCopy()
+			unit.Finalizers = slices.Clone(w.finalizers)
+			return w
+		}
+		r.written.Delete(unit.Name)
+	}
+	return writtenState{superseded: map[string]bool{}}
+}
+
+func (r *Reconciler) remember(unit *edgev1.EdgeUnit, w writtenState) {
+	w.status = *unit.Status.DeepCopy()
+	w.finalizers = slices.Clone(unit.Finalizers)
+	r.written.Store(unit.Name, w)
 }
 
 func (r *Reconciler) now() time.Time {

@@ -50,12 +50,12 @@ const (
 
 // Paths on the node and in the containers.
 const (
-	hostManifestDir       = "/etc/kubernetes/manifests"
-	hostStateDir          = "/var/lib/edgeunit"
-	hostHubCacheDir       = "/var/lib/edgeunit/hub-cache"
-	hostAgentPKIDir       = "/var/lib/edgeunit/tunnel-agent"
-	hostKubeletKubeconfig = "/etc/kubernetes/kubelet.conf"
-	hostKubeletPKIDir     = "/var/lib/kubelet/pki"
+	hostManifestDir = "/etc/kubernetes/manifests"
+	hostStateDir    = "/var/lib/edgeunit"
+	hostHubCacheDir = "/var/lib/edgeunit/hub-cache"
+	// hostAgentCertDir keeps the agent's CSR-issued identity across
+	// restarts, so an agent restarting offline still connects.
+	hostAgentCertDir = "/var/lib/edgeunit/tunnel-agent"
 
 	installerSourceDir = "/etc/edgeunit/hub-install"
 	hubConfigDir       = "/etc/edge-hub"
@@ -124,12 +124,12 @@ func imageOr(image, fallback string) string {
 }
 
 // desiredHubConfig is the hub's configuration file for the unit.
-func desiredHubConfig(u *edgev1.EdgeUnit, apiServer string) hub.Config {
+func desiredHubConfig(u *edgev1.EdgeUnit, o Options) hub.Config {
 	cfg := hub.DefaultConfig()
-	cfg.Kubeconfig = hostKubeletKubeconfig
+	cfg.Kubeconfig = o.kubeletKubeconfig()
 	// The kubelet's kubeconfig may come to point at the hub itself; the
 	// hub dials the apiserver the manager was told nodes should use.
-	cfg.Server = apiServer
+	cfg.Server = o.APIServerURL
 	cfg.DataDir = hubDataDir
 	if len(u.Spec.Hub.CacheClients) > 0 {
 		var clients []string
@@ -188,7 +188,7 @@ func hubClientKubeconfig(listen string) clientcmdv1.Config {
 // desiredHubPod is the edge hub's static Pod. It can reference nothing in
 // the API (no ConfigMap, Secret or ServiceAccount): everything comes from
 // the node's disk, so it starts with the cloud unreachable.
-func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string) *corev1.Pod {
+func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *corev1.Pod {
 	hostPath := func(name, path string, t corev1.HostPathType) corev1.Volume {
 		return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: path, Type: &t}}}
 	}
@@ -236,15 +236,15 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string) *corev1.Pod {
 				VolumeMounts: []corev1.VolumeMount{
 					{Name: "config", MountPath: hubConfigDir, ReadOnly: true},
 					{Name: "cache", MountPath: hubDataDir},
-					{Name: "kubelet-kubeconfig", MountPath: hostKubeletKubeconfig, ReadOnly: true},
-					{Name: "kubelet-pki", MountPath: hostKubeletPKIDir, ReadOnly: true},
+					{Name: "kubelet-kubeconfig", MountPath: o.kubeletKubeconfig(), ReadOnly: true},
+					{Name: "kubelet-pki", MountPath: o.kubeletPKIDir(), ReadOnly: true},
 				},
 			}},
 			Volumes: []corev1.Volume{
 				hostPath("config", hostStateDir+"/"+hubinstall.HubStateSubdir, corev1.HostPathDirectory),
 				hostPath("cache", hostHubCacheDir, corev1.HostPathDirectoryOrCreate),
-				hostPath("kubelet-kubeconfig", hostKubeletKubeconfig, corev1.HostPathFile),
-				hostPath("kubelet-pki", hostKubeletPKIDir, corev1.HostPathDirectory),
+				hostPath("kubelet-kubeconfig", o.kubeletKubeconfig(), corev1.HostPathFile),
+				hostPath("kubelet-pki", o.kubeletPKIDir(), corev1.HostPathDirectory),
 			},
 		},
 	}
@@ -255,7 +255,7 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string) *corev1.Pod {
 // Pod built for exactly those (it carries their hash, so a changed
 // configuration restarts the hub).
 func desiredHubConfigMap(u *edgev1.EdgeUnit, pools []string, o Options) (*corev1ac.ConfigMapApplyConfiguration, error) {
-	cfg := desiredHubConfig(u, o.APIServerURL)
+	cfg := desiredHubConfig(u, o)
 	files := map[string][]byte{}
 	for key, v := range map[string]any{
 		hubinstall.KeyConfig:     cfg,
@@ -268,7 +268,7 @@ func desiredHubConfigMap(u *edgev1.EdgeUnit, pools []string, o Options) (*corev1
 		}
 		files[key] = b
 	}
-	pod, err := yaml.Marshal(desiredHubPod(u, imageOr(u.Spec.Hub.Image, o.HubImage), hubinstall.ConfigHash(files)))
+	pod, err := yaml.Marshal(desiredHubPod(u, imageOr(u.Spec.Hub.Image, o.HubImage), hubinstall.ConfigHash(files), o))
 	if err != nil {
 		return nil, fmt.Errorf("rendering the hub manifest of EdgeUnit %s: %w", u.Name, err)
 	}
@@ -384,8 +384,9 @@ func allowedPorts(t *edgev1.TunnelSpec) string {
 }
 
 // desiredAgentDaemonSet runs the tunnel agent on every node of the unit.
-// The node's agent identity (a client certificate for its node name) is
-// read from the node's disk.
+// The agent obtains its identity (a client certificate for its node name)
+// through the CSR API with the kubelet's credential, which it reads from
+// the node's disk, and keeps it in a state directory on the node.
 func desiredAgentDaemonSet(u *edgev1.EdgeUnit, configHash string, o Options) *appsv1ac.DaemonSetApplyConfiguration {
 	name := agentName(u.Name)
 	fromConfig := func(env, key string) *corev1ac.EnvVarApplyConfiguration {
@@ -406,8 +407,8 @@ func desiredAgentDaemonSet(u *edgev1.EdgeUnit, configHash string, o Options) *ap
 			"--servers=$(TUNNEL_SERVERS)",
 			"--allowed-ports=$(TUNNEL_ALLOWED_PORTS)",
 			"--ca-file="+agentCADir+"/"+agentKeyCA,
-			"--cert-file="+hostAgentPKIDir+"/tls.crt",
-			"--key-file="+hostAgentPKIDir+"/tls.key",
+			"--kubeconfig="+o.kubeletKubeconfig(),
+			"--cert-dir="+hostAgentCertDir,
 			"--health-address=127.0.0.1:"+strconv.Itoa(agentHealthPort),
 		).
 		WithEnv(
@@ -421,13 +422,20 @@ func desiredAgentDaemonSet(u *edgev1.EdgeUnit, configHash string, o Options) *ap
 		WithResources(corev1ac.ResourceRequirements().
 			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")}).
 			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")})).
+		// Root, without capabilities: the kubelet's key and the state
+		// directory belong to root on the node.
 		WithSecurityContext(corev1ac.SecurityContext().
+			WithRunAsUser(0).
 			WithAllowPrivilegeEscalation(false).
 			WithReadOnlyRootFilesystem(true).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL"))).
+		// The kubelet's files are mounted where they are on the node: its
+		// kubeconfig names its client certificate by that path.
 		WithVolumeMounts(
 			corev1ac.VolumeMount().WithName("ca").WithMountPath(agentCADir).WithReadOnly(true),
-			corev1ac.VolumeMount().WithName("pki").WithMountPath(hostAgentPKIDir).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName("kubelet-kubeconfig").WithMountPath(o.kubeletKubeconfig()).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName("kubelet-pki").WithMountPath(o.kubeletPKIDir()).WithReadOnly(true),
+			corev1ac.VolumeMount().WithName("cert-dir").WithMountPath(hostAgentCertDir),
 		)
 	return appsv1ac.DaemonSet(name, o.Namespace).
 		WithLabels(labels(u.Name, appAgent)).
@@ -448,8 +456,12 @@ func desiredAgentDaemonSet(u *edgev1.EdgeUnit, configHash string, o Options) *ap
 					WithVolumes(
 						corev1ac.Volume().WithName("ca").WithConfigMap(corev1ac.ConfigMapVolumeSource().
 							WithName(name).WithItems(corev1ac.KeyToPath().WithKey(agentKeyCA).WithPath(agentKeyCA))),
-						corev1ac.Volume().WithName("pki").WithHostPath(corev1ac.HostPathVolumeSource().
-							WithPath(hostAgentPKIDir).WithType(corev1.HostPathDirectoryOrCreate)),
+						corev1ac.Volume().WithName("kubelet-kubeconfig").WithHostPath(corev1ac.HostPathVolumeSource().
+							WithPath(o.kubeletKubeconfig()).WithType(corev1.HostPathFile)),
+						corev1ac.Volume().WithName("kubelet-pki").WithHostPath(corev1ac.HostPathVolumeSource().
+							WithPath(o.kubeletPKIDir()).WithType(corev1.HostPathDirectory)),
+						corev1ac.Volume().WithName("cert-dir").WithHostPath(corev1ac.HostPathVolumeSource().
+							WithPath(hostAgentCertDir).WithType(corev1.HostPathDirectoryOrCreate)),
 					))))
 }
 

@@ -229,8 +229,8 @@ func TestDesiredHubConfigMap(t *testing.T) {
 			if tc.wantServer != "" && cfg.Server != tc.wantServer {
 				t.Errorf("server = %q, want %q", cfg.Server, tc.wantServer)
 			}
-			if cfg.Kubeconfig != hostKubeletKubeconfig || cfg.ProbeInterval.Duration != tc.wantProbe || !slices.Equal(cfg.CacheClients, tc.wantClients) {
-				t.Errorf("config = kubeconfig %s probe %s clients %v, want %s %s %v", cfg.Kubeconfig, cfg.ProbeInterval, cfg.CacheClients, hostKubeletKubeconfig, tc.wantProbe, tc.wantClients)
+			if cfg.Kubeconfig != DefaultKubeletKubeconfig || cfg.ProbeInterval.Duration != tc.wantProbe || !slices.Equal(cfg.CacheClients, tc.wantClients) {
+				t.Errorf("config = kubeconfig %s probe %s clients %v, want %s %s %v", cfg.Kubeconfig, cfg.ProbeInterval, cfg.CacheClients, DefaultKubeletKubeconfig, tc.wantProbe, tc.wantClients)
 			}
 
 			var unit hubinstall.UnitFile
@@ -261,7 +261,7 @@ func TestDesiredHubConfigMap(t *testing.T) {
 }
 
 func TestDesiredHubPod(t *testing.T) {
-	pod := desiredHubPod(testUnit(), "example.com/edgeunit:v1", "abc")
+	pod := desiredHubPod(testUnit(), "example.com/edgeunit:v1", "abc", testOptions)
 	if pod.Kind != "Pod" || pod.APIVersion != "v1" {
 		t.Errorf("type = %s/%s", pod.APIVersion, pod.Kind)
 	}
@@ -278,13 +278,39 @@ func TestDesiredHubPod(t *testing.T) {
 	for _, m := range c.VolumeMounts {
 		mounts[m.Name] = m.MountPath
 	}
-	for name, path := range map[string]string{"config": hubConfigDir, "kubelet-kubeconfig": hostKubeletKubeconfig, "kubelet-pki": hostKubeletPKIDir, "cache": hubDataDir} {
+	for name, path := range map[string]string{"config": hubConfigDir, "kubelet-kubeconfig": DefaultKubeletKubeconfig, "kubelet-pki": DefaultKubeletPKIDir, "cache": hubDataDir} {
 		if mounts[name] != path {
 			t.Errorf("mount %s = %q, want %q", name, mounts[name], path)
 		}
 	}
 	if !slices.Contains(c.Args, "--config="+hubConfigDir+"/"+hubinstall.KeyConfig) || !slices.Contains(c.Args, "--node-name=$(NODE_NAME)") {
 		t.Errorf("args = %v", c.Args)
+	}
+
+	// The kubelet's credentials where Options say they are.
+	own := testOptions
+	own.KubeletKubeconfig, own.KubeletPKIDir = "/etc/kubelet/kubeconfig", "/srv/kubelet/pki"
+	pod = desiredHubPod(testUnit(), "example.com/edgeunit:v1", "abc", own)
+	hostPaths := map[string]string{}
+	for _, v := range pod.Spec.Volumes {
+		hostPaths[v.Name] = v.HostPath.Path
+	}
+	if hostPaths["kubelet-kubeconfig"] != own.KubeletKubeconfig || hostPaths["kubelet-pki"] != own.KubeletPKIDir {
+		t.Errorf("hostPaths = %v, want the kubelet's files from Options", hostPaths)
+	}
+	if cfg := desiredHubConfig(testUnit(), own); cfg.Kubeconfig != own.KubeletKubeconfig {
+		t.Errorf("hub kubeconfig = %s, want %s", cfg.Kubeconfig, own.KubeletKubeconfig)
+	}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	relative := testOptions
+	relative.KubeletPKIDir = "var/lib/kubelet/pki"
+	if err := relative.validate(); err == nil || !strings.Contains(err.Error(), "absolute") {
+		t.Errorf("validate() = %v, want a relative kubelet path refused", err)
+	}
+	if err := testOptions.validate(); err != nil {
+		t.Errorf("validate() = %v, want the defaults accepted", err)
 	}
 }
 
@@ -309,16 +335,28 @@ func TestHubConfigChangeRestartsHub(t *testing.T) {
 }
 
 func TestDesiredAgent(t *testing.T) {
+	ownKubelet := testOptions
+	ownKubelet.KubeletKubeconfig = "/etc/kubelet/kubeconfig"
+	ownKubelet.KubeletPKIDir = "/srv/kubelet/pki"
 	tests := map[string]struct {
-		endpoint    *edgev1.TunnelEndpoint
-		unit        *edgev1.EdgeUnit
-		wantServers string
-		wantPorts   string
-		wantImage   string
+		endpoint       *edgev1.TunnelEndpoint
+		unit           *edgev1.EdgeUnit
+		opts           *Options // testOptions when nil
+		wantServers    string
+		wantPorts      string
+		wantImage      string
+		wantKubeconfig string
+		wantPKIDir     string
 	}{
 		"addresses on the agent port": {
 			endpoint: testEndpoint("tunnel.example.com", "203.0.113.7"), unit: testUnit(withTunnel),
 			wantServers: "203.0.113.7:10262,tunnel.example.com:10262", wantPorts: "10250,10255", wantImage: testOptions.AgentImage,
+			wantKubeconfig: "/etc/kubernetes/kubelet.conf", wantPKIDir: "/var/lib/kubelet/pki",
+		},
+		"the kubelet's credentials elsewhere": {
+			endpoint: testEndpoint("203.0.113.7"), unit: testUnit(withTunnel), opts: &ownKubelet,
+			wantServers: "203.0.113.7:10262", wantPorts: "10250,10255", wantImage: testOptions.AgentImage,
+			wantKubeconfig: "/etc/kubelet/kubeconfig", wantPKIDir: "/srv/kubelet/pki",
 		},
 		"IPv6 and a custom port": {
 			endpoint: func() *edgev1.TunnelEndpoint {
@@ -331,11 +369,16 @@ func TestDesiredAgent(t *testing.T) {
 				u.Spec.Tunnel.AgentImage = "example.com/agent:dev"
 			}),
 			wantServers: "[2001:db8::1]:443", wantPorts: "10250", wantImage: "example.com/agent:dev",
+			wantKubeconfig: "/etc/kubernetes/kubelet.conf", wantPKIDir: "/var/lib/kubelet/pki",
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			cmAC, hash := desiredAgentConfigMap(tc.unit, tc.endpoint, []byte("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"), testOptions)
+			opts := testOptions
+			if tc.opts != nil {
+				opts = *tc.opts
+			}
+			cmAC, hash := desiredAgentConfigMap(tc.unit, tc.endpoint, []byte("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n"), opts)
 			cm := typed[corev1.ConfigMap](t, cmAC)
 			checkChildMeta(t, cm, "edgeunit-agent-factory")
 			if cm.Data[agentKeyServers] != tc.wantServers || cm.Data[agentKeyAllowedPorts] != tc.wantPorts {
@@ -345,7 +388,7 @@ func TestDesiredAgent(t *testing.T) {
 				t.Errorf("ca.crt = %q", cm.Data[agentKeyCA])
 			}
 
-			ds := typed[appsv1.DaemonSet](t, desiredAgentDaemonSet(tc.unit, hash, testOptions))
+			ds := typed[appsv1.DaemonSet](t, desiredAgentDaemonSet(tc.unit, hash, opts))
 			checkChildMeta(t, ds, "edgeunit-agent-factory")
 			spec := ds.Spec.Template.Spec
 			checkPinnedToUnit(t, spec)
@@ -371,11 +414,18 @@ func TestDesiredAgent(t *testing.T) {
 					t.Errorf("%s = %+v, want key %s of %s", name, env[name], key, cm.Name)
 				}
 			}
-			for _, want := range []string{"--servers=$(TUNNEL_SERVERS)", "--allowed-ports=$(TUNNEL_ALLOWED_PORTS)", "--node-name=$(NODE_NAME)", "--ca-file=" + agentCADir + "/ca.crt"} {
+			for _, want := range []string{"--servers=$(TUNNEL_SERVERS)", "--allowed-ports=$(TUNNEL_ALLOWED_PORTS)", "--node-name=$(NODE_NAME)", "--ca-file=" + agentCADir + "/ca.crt",
+				"--kubeconfig=" + tc.wantKubeconfig, "--cert-dir=/var/lib/edgeunit/tunnel-agent"} {
 				if !slices.Contains(c.Args, want) {
 					t.Errorf("args %v lack %s", c.Args, want)
 				}
 			}
+			for _, a := range c.Args {
+				if strings.HasPrefix(a, "--cert-file") || strings.HasPrefix(a, "--key-file") {
+					t.Errorf("args %v name a static certificate: the agent obtains its identity through the CSR API", c.Args)
+				}
+			}
+			checkAgentVolumes(t, spec, c, tc.wantKubeconfig, tc.wantPKIDir)
 		})
 	}
 }
@@ -416,5 +466,49 @@ func TestRolloutOf(t *testing.T) {
 				t.Errorf("rolloutOf = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// checkAgentVolumes: the kubelet's kubeconfig and client certificate
+// directory read-only where they are on the node, the agent's own state
+// directory writable, the CA from the ConfigMap.
+func checkAgentVolumes(t *testing.T, spec corev1.PodSpec, c corev1.Container, kubeconfig, pkiDir string) {
+	t.Helper()
+	vols := map[string]corev1.Volume{}
+	for _, v := range spec.Volumes {
+		vols[v.Name] = v
+	}
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	tests := map[string]struct {
+		hostPath string
+		hostType corev1.HostPathType
+		readOnly bool
+	}{
+		"kubelet-kubeconfig": {hostPath: kubeconfig, hostType: corev1.HostPathFile, readOnly: true},
+		"kubelet-pki":        {hostPath: pkiDir, hostType: corev1.HostPathDirectory, readOnly: true},
+		"cert-dir":           {hostPath: "/var/lib/edgeunit/tunnel-agent", hostType: corev1.HostPathDirectoryOrCreate},
+	}
+	for name, want := range tests {
+		hp := vols[name].HostPath
+		if hp == nil || hp.Path != want.hostPath || hp.Type == nil || *hp.Type != want.hostType {
+			t.Errorf("volume %s = %+v, want hostPath %s of type %s", name, vols[name].VolumeSource, want.hostPath, want.hostType)
+		}
+		if m, ok := mounts[name]; !ok || m.MountPath != want.hostPath || m.ReadOnly != want.readOnly {
+			t.Errorf("mount %s = %+v, want %s read-only %v", name, m, want.hostPath, want.readOnly)
+		}
+	}
+	if cm := vols["ca"].ConfigMap; cm == nil || mounts["ca"].MountPath != agentCADir || !mounts["ca"].ReadOnly {
+		t.Errorf("ca volume %+v mounted %+v, want the agent ConfigMap read-only at %s", vols["ca"], mounts["ca"], agentCADir)
+	}
+	if len(vols) != 4 || len(mounts) != 4 {
+		t.Errorf("volumes %v, mounts %v: want exactly ca, kubelet-kubeconfig, kubelet-pki and cert-dir", spec.Volumes, c.VolumeMounts)
+	}
+	sc := c.SecurityContext
+	if sc == nil || sc.RunAsUser == nil || *sc.RunAsUser != 0 || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
+		sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("security context %+v: want root (the kubelet's key is root's) without capabilities, read-only root", sc)
 	}
 }

@@ -173,6 +173,27 @@ var _ = Describe("EdgeUnit controller", func() {
 		expectControlledBy(agentDS, u)
 		Expect(agentDS.Spec.Template.Spec.NodeSelector).To(Equal(map[string]string{edgev1.LabelUnit: u.Name}))
 		Expect(agentDS.Spec.Template.Spec.HostNetwork).To(BeTrue())
+		// The agent obtains its identity through the CSR API with the
+		// kubelet's credential and keeps it on the node.
+		agent := agentDS.Spec.Template.Spec.Containers[0]
+		Expect(agent.Args).To(ContainElements("--kubeconfig=/etc/kubernetes/kubelet.conf", "--cert-dir=/var/lib/edgeunit/tunnel-agent"))
+		Expect(agent.Args).NotTo(ContainElement(HavePrefix("--cert-file")))
+		Expect(agent.Args).NotTo(ContainElement(HavePrefix("--key-file")))
+		Expect(agent.VolumeMounts).To(ContainElements(
+			corev1.VolumeMount{Name: "kubelet-kubeconfig", MountPath: "/etc/kubernetes/kubelet.conf", ReadOnly: true},
+			corev1.VolumeMount{Name: "kubelet-pki", MountPath: "/var/lib/kubelet/pki", ReadOnly: true},
+			corev1.VolumeMount{Name: "cert-dir", MountPath: "/var/lib/edgeunit/tunnel-agent"},
+		))
+		hostPaths := map[string]corev1.HostPathVolumeSource{}
+		for _, v := range agentDS.Spec.Template.Spec.Volumes {
+			if v.HostPath != nil {
+				hostPaths[v.Name] = *v.HostPath
+			}
+		}
+		Expect(hostPaths).To(HaveLen(3))
+		Expect(hostPaths["kubelet-kubeconfig"]).To(Equal(corev1.HostPathVolumeSource{Path: "/etc/kubernetes/kubelet.conf", Type: ptrTo(corev1.HostPathFile)}))
+		Expect(hostPaths["kubelet-pki"]).To(Equal(corev1.HostPathVolumeSource{Path: "/var/lib/kubelet/pki", Type: ptrTo(corev1.HostPathDirectory)}))
+		Expect(hostPaths["cert-dir"]).To(Equal(corev1.HostPathVolumeSource{Path: "/var/lib/edgeunit/tunnel-agent", Type: ptrTo(corev1.HostPathDirectoryOrCreate)}))
 
 		agentCM := &corev1.ConfigMap{}
 		Expect(k8s.Get(ctx, key(agentName(u.Name)), agentCM)).To(Succeed())
@@ -212,7 +233,6 @@ var _ = Describe("EdgeUnit controller", func() {
 			haveCondition(edgev1.ConditionHubReady, metav1.ConditionTrue, edgev1.ReasonAvailable),
 			haveCondition(edgev1.ConditionTunnelConnected, metav1.ConditionFalse, edgev1.ReasonDisabled),
 			haveCondition(edgev1.ConditionTopologyProgrammed, metav1.ConditionTrue, string(edgev1.TopologyAnnotated)),
-			haveCondition(edgev1.ConditionNetworkBound, metav1.ConditionFalse, edgev1.ReasonDisabled),
 			haveCondition(edgev1.ConditionReady, metav1.ConditionTrue, edgev1.ReasonComponentsReady),
 		))
 
@@ -443,3 +463,5 @@ var _ = Describe("EdgeUnit controller", func() {
 		}, "spec.tunnel.allowedPorts[0]", "less than or equal to 65535"),
 	)
 })
+
+func ptrTo[T any](v T) *T { return &v }

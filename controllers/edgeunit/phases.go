@@ -206,21 +206,31 @@ func configMapMeta() *metav1.PartialObjectMetadata {
 
 // patchStatus is the pass's one status write, made only when the status
 // changed; it records events for the conditions that changed status.
-func (r *Reconciler) patchStatus(ctx context.Context, unit *edgev1.EdgeUnit, obs *observed, syncErr error) error {
+func (r *Reconciler) patchStatus(ctx context.Context, unit *edgev1.EdgeUnit, obs *observed, syncErr error, written writtenState) error {
 	next := computeStatus(unit, obs, syncErr)
 	if statusEqual(unit.Status, next) {
 		return nil
 	}
 	before := unit.DeepCopy()
 	unit.Status = next
-	if err := r.Client.Status().Patch(ctx, unit, client.MergeFrom(before), client.FieldOwner(FieldOwner)); err != nil {
-		return client.IgnoreNotFound(fmt.Errorf("patching status of EdgeUnit %s: %w", unit.Name, err))
+	// Server-side apply of only the fields this controller owns: the
+	// bindings controller writes status.bindings and the NetworkBound
+	// condition of the same object, and a merge patch carries the whole
+	// conditions list, so from a stale copy it would undo that entry.
+	if err := r.Client.Status().Apply(ctx, newStatusApply(unit.Name, next), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return client.IgnoreNotFound(fmt.Errorf("applying status of EdgeUnit %s: %w", unit.Name, err))
 	}
+	written.superseded[before.ResourceVersion] = true
+	r.remember(unit, written)
 	for _, t := range transitions(before.Status.Conditions, next.Conditions) {
 		ctrl.LoggerFrom(ctx).V(2).Info("EdgeUnit condition changed", "edgeUnit", klog.KObj(unit),
 			"type", t.Type, "status", t.Status, "reason", t.Reason)
 		if r.Recorder != nil {
-			r.Recorder.Eventf(unit, nil, eventType(t), t.Reason, "Reconcile", "%s is %s: %s", t.Type, t.Status, t.Message)
+			// The condition type is the action: the events library folds
+			// events of one object with the same type, reason and action
+			// into a series whatever their note, and HubReady and Ready
+			// often change together with the same reason.
+			r.Recorder.Eventf(unit, nil, eventType(t), t.Reason, t.Type, "%s is %s: %s", t.Type, t.Status, t.Message)
 		}
 	}
 	return nil

@@ -14,12 +14,18 @@ import (
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 )
 
-
 // maxListed bounds how many names a condition message lists.
 const maxListed = 5
 
 // maxMessage bounds a condition message (the API allows 32768).
 const maxMessage = 1024
+
+// ownedConditions are the condition types the EdgeUnit controller writes.
+// NetworkBound belongs to the bindings controller, which applies it with
+// status.bindings under its own field manager.
+var ownedConditions = []string{
+	edgev1.ConditionHubReady, edgev1.ConditionTunnelConnected, edgev1.ConditionTopologyProgrammed, edgev1.ConditionReady,
+}
 
 // computeStatus derives the unit's status from what the pass observed. A
 // failed pass keeps the last status and only turns Ready to SyncFailed;
@@ -45,7 +51,6 @@ func computeStatus(u *edgev1.EdgeUnit, obs *observed, syncErr error) edgev1.Edge
 		hub,
 		tunnel,
 		topologyCondition(u),
-		networkCondition(u),
 		readyCondition(u, obs, hub, tunnel),
 	} {
 		c.ObservedGeneration = u.Generation
@@ -140,17 +145,6 @@ func topologyCondition(u *edgev1.EdgeUnit) metav1.Condition {
 	return c
 }
 
-// networkCondition never claims bindings that are not recorded.
-func networkCondition(u *edgev1.EdgeUnit) metav1.Condition {
-	na := u.Spec.NetworkAutonomy
-	if !na.StablePodIPs && !na.StableVTEPMAC {
-		return metav1.Condition{Type: edgev1.ConditionNetworkBound, Status: metav1.ConditionFalse, Reason: edgev1.ReasonDisabled,
-			Message: "spec.networkAutonomy enables neither stablePodIPs nor stableVTEPMAC"}
-	}
-	return metav1.Condition{Type: edgev1.ConditionNetworkBound, Status: metav1.ConditionUnknown, Reason: edgev1.ReasonBindingsPending,
-		Message: "Pod IP and VTEP MAC bindings are not recorded yet"}
-}
-
 // readyCondition sums up the unit: its pools, its hubs and, when it has a
 // tunnel, its agents. Topology and network bindings do not gate it.
 func readyCondition(u *edgev1.EdgeUnit, obs *observed, hub, tunnel metav1.Condition) metav1.Condition {
@@ -180,6 +174,70 @@ func readyCondition(u *edgev1.EdgeUnit, obs *observed, hub, tunnel metav1.Condit
 	}
 	return metav1.Condition{Type: edgev1.ConditionReady, Status: metav1.ConditionTrue, Reason: edgev1.ReasonComponentsReady, Message: msg}
 }
+
+// ownedStatus is the part of the status the EdgeUnit controller owns, as
+// it server-side applies it: counts are explicit, so a zero is written, not
+// left to a previous owner; conditions are only the owned types.
+type ownedStatus struct {
+	ObservedGeneration int64              `json:"observedGeneration"`
+	NodeCount          int32              `json:"nodeCount"`
+	Hub                ownedRollout       `json:"hub"`
+	TunnelAgent        ownedRollout       `json:"tunnelAgent"`
+	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+}
+
+type ownedRollout struct {
+	Desired int32 `json:"desired"`
+	Ready   int32 `json:"ready"`
+	Updated int32 `json:"updated"`
+}
+
+func ownedPart(st edgev1.EdgeUnitStatus) ownedStatus {
+	o := ownedStatus{
+		ObservedGeneration: st.ObservedGeneration,
+		NodeCount:          st.NodeCount,
+		Hub:                ownedRollout(st.Hub),
+		TunnelAgent:        ownedRollout(st.TunnelAgent),
+	}
+	for _, c := range st.Conditions {
+		if slices.Contains(ownedConditions, c.Type) {
+			o.Conditions = append(o.Conditions, c)
+		}
+	}
+	return o
+}
+
+// statusApply is the server-side apply configuration of the EdgeUnit
+// controller's part of a unit's status.
+type statusApply struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Metadata   applyMeta   `json:"metadata"`
+	Status     ownedStatus `json:"status"`
+}
+
+type applyMeta struct {
+	Name string `json:"name"`
+}
+
+func newStatusApply(name string, st edgev1.EdgeUnitStatus) *statusApply {
+	return &statusApply{
+		APIVersion: edgev1.GroupVersion.String(),
+		Kind:       "EdgeUnit",
+		Metadata:   applyMeta{Name: name},
+		Status:     ownedPart(st),
+	}
+}
+
+// IsApplyConfiguration marks statusApply as an apply configuration.
+func (*statusApply) IsApplyConfiguration() {}
+
+// GetName, GetNamespace, GetKind and GetAPIVersion let controller-runtime
+// route the apply.
+func (a *statusApply) GetName() *string       { return &a.Metadata.Name }
+func (a *statusApply) GetNamespace() *string  { return nil }
+func (a *statusApply) GetKind() *string       { return &a.Kind }
+func (a *statusApply) GetAPIVersion() *string { return &a.APIVersion }
 
 // statusEqual compares statuses; meta.SetStatusCondition keeps transition
 // times when a condition's status did not change.

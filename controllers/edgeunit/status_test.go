@@ -1,6 +1,7 @@
 package edgeunit
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -63,7 +64,6 @@ func TestComputeStatus(t *testing.T) {
 				edgev1.ConditionHubReady:           {metav1.ConditionTrue, edgev1.ReasonAvailable, []string{"all 2 nodes"}},
 				edgev1.ConditionTunnelConnected:    {metav1.ConditionFalse, edgev1.ReasonDisabled, nil},
 				edgev1.ConditionTopologyProgrammed: {metav1.ConditionTrue, "Annotated", nil},
-				edgev1.ConditionNetworkBound:       {metav1.ConditionFalse, edgev1.ReasonDisabled, nil},
 				edgev1.ConditionReady:              {metav1.ConditionTrue, edgev1.ReasonComponentsReady, nil},
 			},
 		},
@@ -140,7 +140,7 @@ func TestComputeStatus(t *testing.T) {
 				edgev1.ConditionReady:    {metav1.ConditionFalse, edgev1.ReasonPoolClaimed, []string{"factory-b (owned by EdgeUnit older)"}},
 			},
 		},
-		"topology and network autonomy never overclaim": {
+		"topology never overclaims": {
 			unit: testUnit(func(u *edgev1.EdgeUnit) {
 				u.Spec.ServiceTopology.Mode = edgev1.TopologyAllServices
 				u.Spec.NetworkAutonomy.StablePodIPs = true
@@ -149,7 +149,6 @@ func TestComputeStatus(t *testing.T) {
 			wantNodes: 2, wantHub: edgev1.RolloutStatus{Desired: 2, Ready: 2, Updated: 2},
 			want: map[string]wantCond{
 				edgev1.ConditionTopologyProgrammed: {metav1.ConditionFalse, "AllServices", nil},
-				edgev1.ConditionNetworkBound:       {metav1.ConditionUnknown, edgev1.ReasonBindingsPending, nil},
 				edgev1.ConditionReady:              {metav1.ConditionTrue, edgev1.ReasonComponentsReady, nil},
 			},
 		},
@@ -178,6 +177,47 @@ func TestComputeStatus(t *testing.T) {
 			u.Status = st
 			if again := computeStatus(u, &tc.obs, nil); !statusEqual(st, again) {
 				t.Errorf("recomputing changed the status:\n%+v\n%+v", st, again)
+			}
+		})
+	}
+}
+
+// NetworkBound is the bindings controller's: computeStatus neither sets it
+// nor drops it, and the apply configuration leaves it out, with the
+// bindings.
+func TestNetworkBoundIsLeftToTheBindingsController(t *testing.T) {
+	for name, na := range map[string]edgev1.NetworkAutonomySpec{
+		"off": {},
+		"on":  {StablePodIPs: true, StableVTEPMAC: true, VTEPDevice: "flannel.1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			u := testUnit(func(u *edgev1.EdgeUnit) { u.Spec.NetworkAutonomy = na })
+			obs := &observed{nodes: []string{"edge-1"}, hub: daemonSetWith(1, 1, 1)}
+			if c := meta.FindStatusCondition(computeStatus(u, obs, nil).Conditions, edgev1.ConditionNetworkBound); c != nil {
+				t.Errorf("computeStatus set %s: %+v", c.Type, *c)
+			}
+
+			theirs := metav1.Condition{Type: edgev1.ConditionNetworkBound, Status: metav1.ConditionTrue, Reason: edgev1.ReasonSynced, ObservedGeneration: u.Generation}
+			u.Status.Conditions = []metav1.Condition{theirs}
+			u.Status.Bindings = []edgev1.NodeBinding{{Node: "edge-1", VTEPMAC: "02:00:00:00:00:01"}}
+			st := computeStatus(u, obs, nil)
+			if c := meta.FindStatusCondition(st.Conditions, edgev1.ConditionNetworkBound); c == nil || *c != theirs {
+				t.Errorf("computeStatus changed the bindings controller's condition: %+v", c)
+			}
+			apply := newStatusApply(u.Name, st)
+			var types []string
+			for _, c := range apply.Status.Conditions {
+				types = append(types, c.Type)
+			}
+			if strings.Join(types, ",") != "HubReady,TunnelConnected,TopologyProgrammed,Ready" {
+				t.Errorf("applied conditions %v, want only the EdgeUnit controller's", types)
+			}
+			raw, err := json.Marshal(apply)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.Contains(string(raw), "bindings") || strings.Contains(string(raw), edgev1.ConditionNetworkBound) {
+				t.Errorf("apply configuration carries the bindings controller's fields: %s", raw)
 			}
 		})
 	}

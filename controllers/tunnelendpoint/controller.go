@@ -1,8 +1,9 @@
 // Package tunnelendpoint runs the TunnelEndpoint controller: for each
 // endpoint it applies the tunnel-server Deployment, the Service agents dial
 // and a headless Service listing every replica, keeps their serving
-// certificate issued by the operator CA (renewed at two thirds of its
-// lifetime), and reports ready servers, agent addresses and conditions.
+// certificate and kube-apiserver's egress client certificate (the only
+// client the CONNECT listener admits) issued by the operator CA (renewed at
+// two thirds of their lifetimes), and reports ready servers, agent addresses and conditions.
 // Connected agents are reported into the same status by the servers
 // themselves; this controller never writes those fields.
 package tunnelendpoint
@@ -66,6 +67,9 @@ type Options struct {
 	// ClusterDomain for the Services' fully qualified names in the serving
 	// certificate (DefaultClusterDomain).
 	ClusterDomain string
+	// EgressCertificateLifetime of kube-apiserver's egress client
+	// certificate (DefaultEgressCertificateLifetime).
+	EgressCertificateLifetime time.Duration
 	// Controller options (workers, cache sync timeout).
 	Controller controller.Options
 	// Clock for issuing and renewing certificates; the real clock if nil.
@@ -92,7 +96,7 @@ func NewReconciler(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	if opts.Namespace == "" {
 		return nil, errors.New("the TunnelEndpoint controller needs the manager's namespace")
 	}
-	cfg := config{Namespace: opts.Namespace, Image: opts.Image, ServiceAccount: opts.ServiceAccount, ClusterDomain: opts.ClusterDomain}
+	cfg := config{Namespace: opts.Namespace, Image: opts.Image, ServiceAccount: opts.ServiceAccount, ClusterDomain: opts.ClusterDomain, EgressLifetime: opts.EgressCertificateLifetime}
 	if cfg.Image == "" {
 		cfg.Image = DefaultImage
 	}
@@ -101,6 +105,9 @@ func NewReconciler(mgr ctrl.Manager, opts Options) (*Reconciler, error) {
 	}
 	if cfg.ClusterDomain == "" {
 		cfg.ClusterDomain = DefaultClusterDomain
+	}
+	if cfg.EgressLifetime <= 0 {
+		cfg.EgressLifetime = DefaultEgressCertificateLifetime
 	}
 	clk := opts.Clock
 	if clk == nil {
@@ -172,9 +179,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 			return reconcile.Result{}, err
 		}
 	}
-	// Come back when the certificate is due for renewal: nothing else
+	// Come back when a certificate is due for renewal: nothing else
 	// would trigger a pass then.
-	return reconcile.Result{RequeueAfter: requeueAfter(obs.cert, r.Clock.Now())}, nil
+	return reconcile.Result{RequeueAfter: requeueAfter(earliest(obs.cert, obs.egressCert), r.Clock.Now())}, nil
 }
 
 // requeueAfter is the time until the certificate's renewal.

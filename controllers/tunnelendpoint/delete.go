@@ -24,6 +24,7 @@ func children(te *edgev1.TunnelEndpoint, namespace string) []client.Object {
 		&corev1.Service{ObjectMeta: meta(ServiceName(te.Name))},
 		&corev1.Service{ObjectMeta: meta(HeadlessServiceName(te.Name))},
 		&corev1.Secret{ObjectMeta: meta(SecretName(te.Name))},
+		&corev1.Secret{ObjectMeta: meta(EgressSecretName(te.Name))},
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/tunnel"
 )
 
 // Defaults for fields a TunnelEndpoint may leave out. The CRD defaults them
@@ -107,6 +108,9 @@ type config struct {
 	Image          string
 	ServiceAccount string
 	ClusterDomain  string
+	// EgressLifetime is the lifetime of kube-apiserver's egress client
+	// certificate.
+	EgressLifetime time.Duration
 }
 
 // ports are a TunnelEndpoint's listener ports with defaults applied.
@@ -194,7 +198,8 @@ func ownerRef(te *edgev1.TunnelEndpoint) *metav1ac.OwnerReferenceApplyConfigurat
 
 // serverArgs are the tunnel-server's flags (internal/tunnel.ServerOptions).
 // One serving certificate covers the agent and CONNECT listeners; the
-// operator CA authenticates agents and kube-apiserver's egress client.
+// operator CA authenticates agents and kube-apiserver's egress client, and
+// the CONNECT listener admits only the latter's name (EgressSecretName).
 func serverArgs(te *edgev1.TunnelEndpoint) []string {
 	p := portsOf(te)
 	crt, key, ca := CertDir+"/"+corev1.TLSCertKey, CertDir+"/"+corev1.TLSPrivateKeyKey, CertDir+"/"+corev1.ServiceAccountRootCAKey
@@ -208,6 +213,7 @@ func serverArgs(te *edgev1.TunnelEndpoint) []string {
 		"--connect-cert-file=" + crt,
 		"--connect-key-file=" + key,
 		"--connect-client-ca-file=" + ca,
+		"--connect-client-names=" + tunnel.EgressCommonName,
 		fmt.Sprintf("--passthrough-address=:%d", p.Passthrough),
 		fmt.Sprintf("--health-address=:%d", p.healthPort()),
 		"--tunnel-endpoint=" + te.Name,

@@ -101,6 +101,7 @@ func TestDesiredDeployment(t *testing.T) {
 				"--connect-cert-file=/etc/edgeunit/tunnel/tls.crt",
 				"--connect-key-file=/etc/edgeunit/tunnel/tls.key",
 				"--connect-client-ca-file=/etc/edgeunit/tunnel/ca.crt",
+				"--connect-client-names=edgeunit:kube-apiserver-egress",
 				"--passthrough-address=:10264",
 				"--health-address=:8081",
 				"--tunnel-endpoint=tunnel",

@@ -38,8 +38,9 @@ func (r *Reconciler) reconcileServices(ctx context.Context, te *edgev1.TunnelEnd
 }
 
 // reconcileCertificate keeps the serving Secret's certificate issued by the
-// operator CA for the current names, and re-issues it when two thirds of
-// its lifetime have passed.
+// operator CA for the current names, and kube-apiserver's egress client
+// certificate in its own Secret, and re-issues each when two thirds of its
+// lifetime have passed.
 func (r *Reconciler) reconcileCertificate(ctx context.Context, te *edgev1.TunnelEndpoint, obs *observed) error {
 	err := r.ensureCertificate(ctx, te, obs)
 	obs.certErr = err
@@ -95,6 +96,9 @@ func (r *Reconciler) ensureCertificate(ctx context.Context, te *edgev1.TunnelEnd
 			"Issued the serving certificate because %s; renewal after %s", why, ci.RenewAt.UTC().Format("2006-01-02T15:04:05Z"))
 	}
 	obs.cert = &ci
+	if obs.egressCert, err = r.ensureEgressCertificate(ctx, te, ca, now); err != nil {
+		return err
+	}
 	return nil
 }
 

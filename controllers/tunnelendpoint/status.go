@@ -68,6 +68,7 @@ type observed struct {
 	service       *corev1.Service
 	serviceErr    error
 	cert          *certInfo
+	egressCert    *certInfo
 	certErr       error
 	caHash        string
 	deployment    *appsv1.Deployment

@@ -1,9 +1,17 @@
 package tunnelendpoint_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
+	"flag"
 	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -22,6 +30,7 @@ import (
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/tunnelendpoint"
 	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/tunnel"
 )
 
 var seq int
@@ -347,6 +356,65 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		}).Should(Equal(edgev1.ReasonIssued))
 	})
 
+	It("keeps kube-apiserver's egress client certificate, the only client the CONNECT listener admits", func(ctx SpecContext) {
+		te := createEndpoint(ctx, newEndpoint(uniq("egress")))
+		var egress *corev1.Secret
+		Eventually(func() error {
+			var err error
+			egress, err = get(ctx, &corev1.Secret{}, tunnelendpoint.EgressSecretName(te.Name))()
+			return err
+		}).Should(Succeed())
+		Expect(egress.Name).To(Equal("edgeunit-tunnel-" + te.Name + "-egress"))
+		Expect(egress.Type).To(Equal(corev1.SecretTypeTLS))
+		Expect(egress.OwnerReferences).To(ConsistOf(SatisfyAll(HaveField("Kind", "TunnelEndpoint"), HaveField("Name", te.Name))))
+		ca := &corev1.Secret{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certificates.CASecret}, ca)).To(Succeed())
+		Expect(egress.Data[corev1.ServiceAccountRootCAKey]).To(Equal(ca.Data[corev1.TLSCertKey]), "ca.crt verifies the servers")
+		Expect(egress.Data).NotTo(HaveKey("ca.key"))
+
+		cert, err := certs.ParseCert(egress.Data[corev1.TLSCertKey])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(cert.Subject.CommonName).To(Equal("edgeunit:kube-apiserver-egress"))
+		Expect(cert.Subject.Organization).To(Equal([]string{tunnel.EgressOrganization}))
+		Expect(cert.ExtKeyUsage).To(Equal([]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}))
+		Expect(cert.DNSNames).To(BeEmpty())
+		Expect(cert.NotAfter.Sub(cert.NotBefore)).To(Equal(tunnelendpoint.DefaultEgressCertificateLifetime+5*time.Minute),
+			"kube-apiserver reads it only at start: it lives a year")
+		_, err = cert.Verify(x509.VerifyOptions{Roots: caPool(ctx), CurrentTime: clk.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		Expect(err).NotTo(HaveOccurred())
+
+		By("a CONNECT listener built from the serving Secret admits the egress certificate and refuses an agent's")
+		serving, err := get(ctx, &corev1.Secret{}, tunnelendpoint.SecretName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		addr := connectListener(serving)
+		egressPair, err := tls.X509KeyPair(egress.Data[corev1.TLSCertKey], egress.Data[corev1.TLSPrivateKeyKey])
+		Expect(err).NotTo(HaveOccurred())
+		Expect(connectStatus(addr, egress.Data[corev1.ServiceAccountRootCAKey], egressPair)).To(Equal(http.StatusNotFound),
+			"admitted: the CONNECT reaches the resolver, which knows no such node")
+		caObj, err := certs.LoadCA(certs.KeyPair{CertPEM: ca.Data[corev1.TLSCertKey], KeyPEM: ca.Data[corev1.TLSPrivateKeyKey]})
+		Expect(err).NotTo(HaveOccurred())
+		agentKP, err := caObj.Issue(certs.TunnelAgentRequest("edge-1", time.Hour), clk.Now())
+		Expect(err).NotTo(HaveOccurred())
+		agentPair, err := tls.X509KeyPair(agentKP.CertPEM, agentKP.KeyPEM)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = connectStatus(addr, egress.Data[corev1.ServiceAccountRootCAKey], agentPair)
+		Expect(err).To(HaveOccurred(), "an agent certificate must not open CONNECT tunnels")
+
+		By("keeping it across passes, and re-issuing it when its Secret is deleted")
+		_, err = probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: te.Name}})
+		Expect(err).NotTo(HaveOccurred())
+		again, err := get(ctx, &corev1.Secret{}, tunnelendpoint.EgressSecretName(te.Name))()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(again.Data[corev1.TLSCertKey]).To(Equal(egress.Data[corev1.TLSCertKey]))
+		Expect(k8s.Delete(ctx, again)).To(Succeed())
+		Eventually(func(g Gomega) {
+			s, err := get(ctx, &corev1.Secret{}, tunnelendpoint.EgressSecretName(te.Name))()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(s.Data[corev1.TLSCertKey]).NotTo(BeEmpty())
+			g.Expect(s.Data[corev1.TLSCertKey]).NotTo(Equal(egress.Data[corev1.TLSCertKey]))
+		}).Should(Succeed())
+	})
+
 	It("reports ready servers from the Deployment's status", func(ctx SpecContext) {
 		te := createEndpoint(ctx, newEndpoint(uniq("ready")))
 		Eventually(func() error {
@@ -413,6 +481,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.ServiceName(te.Name)}},
 			&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.HeadlessServiceName(te.Name)}},
 			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.SecretName(te.Name)}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: tunnelendpoint.EgressSecretName(te.Name)}},
 		}
 		for _, k := range kids {
 			Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(k), k) }).Should(Succeed())
@@ -455,3 +524,59 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		}, "spec.service.type", "Unsupported value"),
 	)
 })
+
+// connectListener serves CONNECT on loopback as a tunnel-server replica
+// would with the serving Secret mounted and its default flags, and returns
+// its address.
+func connectListener(serving *corev1.Secret) string {
+	GinkgoHelper()
+	dir := GinkgoT().TempDir()
+	file := func(key string) string {
+		path := filepath.Join(dir, key)
+		Expect(os.WriteFile(path, serving.Data[key], 0o600)).To(Succeed())
+		return path
+	}
+	var o tunnel.ServerOptions
+	o.BindFlags(flag.NewFlagSet("tunnel-server", flag.ContinueOnError))
+	cfg, err := tunnel.ConnectServerTLS(file(corev1.TLSCertKey), file(corev1.TLSPrivateKeyKey), file(corev1.ServiceAccountRootCAKey), strings.Split(o.ConnectClientNames, ","))
+	Expect(err).NotTo(HaveOccurred())
+	cfg.Time = clk.Now // the suite's clock dates the certificates
+	srv, err := tunnel.NewServer(tunnel.ServerConfig{
+		TLSConfig: &tls.Config{ClientCAs: x509.NewCertPool()},
+		Resolver:  tunnel.StaticResolver{},
+		Log:       GinkgoLogr,
+	})
+	Expect(err).NotTo(HaveOccurred())
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.ServeConnect(ctx, ln) }()
+	DeferCleanup(func() { cancel(); Eventually(done, 10*time.Second).Should(BeClosed()) })
+	return ln.Addr().String()
+}
+
+// connectStatus asks the CONNECT listener at addr for a tunnel as cert and
+// returns the HTTP status, or the error that cut the exchange short.
+func connectStatus(addr string, caPEM []byte, cert tls.Certificate) (int, error) {
+	pool := x509.NewCertPool()
+	Expect(pool.AppendCertsFromPEM(caPEM)).To(BeTrue())
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+		RootCAs: pool, ServerName: "tunnel.example.com", MinVersion: tls.VersionTLS13, Time: clk.Now,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+	})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "CONNECT 192.0.2.1:10250 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+		return 0, err
+	}
+	res, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	_ = res.Body.Close()
+	return res.StatusCode, nil
+}

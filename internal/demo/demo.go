@@ -48,6 +48,9 @@ type Demo struct {
 	Config *rest.Config
 	// Client is an uncached admin client with controllers.Scheme().
 	Client client.Client
+	// Tunnel is the tunnel-server and the tunnel-agents running on this
+	// machine; nil when the samples ask for no tunnel.
+	Tunnel *Tunnel
 
 	// kubeconfig is what was written to Kubeconfig, so Stop removes the
 	// file only while it is still this demo's.
@@ -58,6 +61,8 @@ type Demo struct {
 	stopMgr    context.CancelFunc
 	mgrStopped chan struct{}
 	mgrErr     error
+	// procs are the child processes (tunnel-server, tunnel-agents).
+	procs *processes
 
 	stopOnce sync.Once
 	stopErr  error
@@ -72,7 +77,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer func() {
-		fmt.Fprintln(d.opts.Out, "Stopping the manager, kube-apiserver and etcd")
+		fmt.Fprintln(d.opts.Out, "Stopping the tunnel processes, the manager, kube-apiserver and etcd")
 		if stopErr := d.Stop(); stopErr != nil {
 			err = errors.Join(err, fmt.Errorf("stopping the demo: %w", stopErr))
 		}
@@ -84,23 +89,35 @@ func Run(ctx context.Context, o Options) (err error) {
 		return nil
 	}
 	fmt.Fprintln(d.opts.Out, "The demo runs until you press Ctrl-C.")
-	select {
-	case <-ctx.Done():
-		return nil
-	case <-d.mgrStopped:
-		return fmt.Errorf("the manager stopped unexpectedly: %w", d.mgrErr)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-d.mgrStopped:
+			return fmt.Errorf("the manager stopped unexpectedly: %w", d.mgrErr)
+		case p := <-d.procs.exited:
+			// Stopping an agent is one of the things to try: say what
+			// happened and keep running.
+			why := "exited"
+			if p.err != nil {
+				why = p.err.Error()
+			}
+			fmt.Fprintf(d.opts.Out, "%s (pid %d) %s; its log is %s\n", p.Name, p.PID, why, p.Log)
+		}
 	}
 }
 
 // Start brings the environment up: control plane, CRDs and webhooks,
-// kubeconfig, manager, nodes, samples; and waits until the pools are Ready.
+// kubeconfig, manager, nodes, samples; waits until the pools are Ready; then
+// runs the tunnel (server and agents as processes) and waits until its
+// agents show as connected.
 // When a step fails, what was started so far is stopped again; the Demo
 // returned with the error, if any, says where it ran.
 func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if err := o.Complete(); err != nil {
 		return nil, err
 	}
-	d := &Demo{opts: o, Kubeconfig: o.KubeconfigOut}
+	d := &Demo{opts: o, Kubeconfig: o.KubeconfigOut, procs: newProcesses()}
 	defer func() {
 		if err == nil {
 			return
@@ -162,6 +179,16 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 
 	if err := waitReady(ctx, d.Client, o.ReadyTimeout); err != nil {
 		return d, err
+	}
+	if err := interrupted(); err != nil {
+		return d, err
+	}
+
+	if d.Tunnel, err = d.startTunnel(ctx); err != nil {
+		return d, fmt.Errorf("running the tunnel: %w", err)
+	}
+	if d.Tunnel == nil {
+		d.printf("No EdgeUnit in %s uses an existing TunnelEndpoint: no tunnel runs\n", o.SamplesDir)
 	}
 	return d, interrupted()
 }
@@ -299,9 +326,10 @@ func (d *Demo) startManager(ctx context.Context) error {
 	return nil
 }
 
-// Stop shuts the manager down, then kube-apiserver and etcd, and removes
-// the working directory and the kubeconfig. It is safe to call more than
-// once and on a partly started demo.
+// Stop ends the tunnel processes (by PID), shuts the manager down, then
+// kube-apiserver and etcd, and removes the working directory and the
+// kubeconfig. It is safe to call more than once and on a partly started
+// demo.
 func (d *Demo) Stop() error {
 	d.stopOnce.Do(func() { d.stopErr = d.stop() })
 	return d.stopErr
@@ -309,6 +337,12 @@ func (d *Demo) Stop() error {
 
 func (d *Demo) stop() error {
 	var errs []error
+	// The tunnel first: its server reports to the apiserver until it ends.
+	if d.procs != nil {
+		if err := d.procs.stopAll(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if d.stopMgr != nil {
 		d.stopMgr()
 		select {

@@ -4,20 +4,26 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,12 +31,44 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers"
+	"github.com/edgeunit/edgeunit/internal/certs"
 	"github.com/edgeunit/edgeunit/internal/testenv"
 )
 
+// testBinDirEnv names prebuilt tunnel-server and tunnel-agent binaries for
+// the tests; unset, TestMain builds them from the repository once.
+const testBinDirEnv = "EDGEUNIT_TEST_BIN_DIR"
+
+// testBinDir holds the tunnel binaries every demo in these tests runs.
+var testBinDir string
+
 func TestMain(m *testing.M) {
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
-	os.Exit(m.Run())
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	testBinDir = os.Getenv(testBinDirEnv)
+	if testBinDir == "" {
+		dir, err := os.MkdirTemp("", "edgeunit-demo-test-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		root, err := testenv.RepoRoot()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+			err = BuildBinaries(ctx, root, dir)
+			cancel()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "building the tunnel binaries (or set %s): %v\n", testBinDirEnv, err)
+			return 1
+		}
+		testBinDir = dir
+	}
+	return m.Run()
 }
 
 // testOptions points the demo at the repository's binaries and config,
@@ -43,6 +81,7 @@ func testOptions(t *testing.T, out *bytes.Buffer) Options {
 	}
 	return Options{
 		AssetsDir:     assets,
+		BinDir:        testBinDir,
 		KubeconfigOut: filepath.Join(t.TempDir(), "kubeconfig"),
 		ReadyTimeout:  30 * time.Second,
 		Out:           out,
@@ -75,9 +114,41 @@ func TestStart(t *testing.T) {
 	if err := d.Report(ctx, &report); err != nil {
 		t.Fatalf("Report: %v", err)
 	}
-	for _, want := range []string{"kubeconfig:  " + d.Kubeconfig, d.APIServerURL, "factory-a", "get np -o yaml"} {
+	if d.Tunnel == nil || d.Tunnel.Server == nil || len(d.Tunnel.Agents) != 3 {
+		t.Fatalf("Start ran tunnel %+v, want a server and 3 agents\noutput:\n%s", d.Tunnel, out.String())
+	}
+	victim := d.Tunnel.Agents[2]
+	for _, want := range []string{
+		"kubeconfig:  " + d.Kubeconfig, d.APIServerURL, "factory-a", "get np -o yaml",
+		"factory-a-1  servers=1  lastSeen=",
+		fmt.Sprintf("pid %d", d.Tunnel.Server.PID),
+		fmt.Sprintf("kill -STOP %d", victim.Process.PID),
+		"daemonset/edgeunit-hub-factory",
+	} {
 		if !strings.Contains(report.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, report.String())
+		}
+	}
+
+	// The hints that read the cluster work as printed.
+	if _, err := exec.LookPath("kubectl"); err == nil {
+		ran := 0
+		for _, line := range strings.Split(report.String(), "\n") {
+			cmd := strings.TrimSpace(line)
+			if !strings.HasPrefix(cmd, "kubectl --kubeconfig ") || !strings.Contains(cmd, " get ") {
+				continue
+			}
+			cmd = strings.Replace(cmd, " -w ", " ", 1)
+			kctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+			out, err := exec.CommandContext(kctx, "sh", "-c", cmd).CombinedOutput()
+			cancel()
+			if err != nil {
+				t.Errorf("hint %q fails: %v\n%s", cmd, err, out)
+			}
+			ran++
+		}
+		if ran < 5 {
+			t.Errorf("ran %d kubectl get hints, want at least 5:\n%s", ran, report.String())
 		}
 	}
 
@@ -91,7 +162,9 @@ func TestStart(t *testing.T) {
 		`kubectl not found`,
 		`nodepool\.edge\.edgeunit\.io/factory-a\s+Edge\s+True\s+3\s+3`,
 		`node/factory-a-1\s+Ready\s+.*edge\.edgeunit\.io/pool-type=edge`,
-		`tunnelendpoint\.edge\.edgeunit\.io/tunnel\s`,
+		`edgeunit\.edge\.edgeunit\.io/factory\s+False\s+factory-a\s+3\s+False\s+True\n`,
+		`tunnelendpoint\.edge\.edgeunit\.io/tunnel\s+False\s+0\s+3\s+ClusterIP`,
+		`(?m)^factory-a-3  servers=1  lastSeen=`,
 	} {
 		if !regexp.MustCompile(re).MatchString(report.String()) {
 			t.Errorf("report without kubectl does not match %s:\n%s", re, report.String())
@@ -159,6 +232,17 @@ func TestStart(t *testing.T) {
 		}
 	}
 
+	// The tunnel runs for real: the server reports the agents it has, and
+	// the EdgeUnit controller turns that into TunnelConnected.
+	assertTunnel(ctx, t, c, []string{"factory-a-1", "factory-a-2", "factory-a-3"}, metav1.ConditionTrue)
+	assertAgentCSRs(ctx, t, c, []string{"factory-a-1", "factory-a-2", "factory-a-3"})
+	// ...so an agent that goes away shows: the server drops it, and the
+	// unit is no longer TunnelConnected.
+	if err := syscall.Kill(victim.Process.PID, syscall.SIGTERM); err != nil {
+		t.Fatalf("stopping %s: %v", victim.Process.Name, err)
+	}
+	assertTunnel(ctx, t, c, []string{"factory-a-1", "factory-a-2"}, metav1.ConditionFalse)
+
 	// The NodePool webhook is live: a key the CRD schema accepts but no
 	// node would is refused by it.
 	bad := &edgev1.NodePool{
@@ -175,6 +259,59 @@ func TestStart(t *testing.T) {
 		t.Fatalf("Stop: %v", err)
 	}
 	assertStopped(t, d)
+}
+
+// assertTunnel waits (bounded) until the TunnelEndpoint lists exactly the
+// agents of nodes and EdgeUnit factory's TunnelConnected is want.
+func assertTunnel(ctx context.Context, t *testing.T, c client.Client, nodes []string, want metav1.ConditionStatus) {
+	t.Helper()
+	var te edgev1.TunnelEndpoint
+	var unit edgev1.EdgeUnit
+	var got []string
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		if err := c.Get(ctx, client.ObjectKey{Name: "tunnel"}, &te); err != nil {
+			return false, err
+		}
+		if err := c.Get(ctx, client.ObjectKey{Name: "factory"}, &unit); err != nil {
+			return false, err
+		}
+		got = got[:0]
+		for _, a := range te.Status.Agents {
+			got = append(got, a.Node)
+		}
+		slices.Sort(got)
+		cond := meta.FindStatusCondition(unit.Status.Conditions, edgev1.ConditionTunnelConnected)
+		return slices.Equal(got, nodes) && te.Status.ConnectedAgents == int32(len(nodes)) && cond != nil && cond.Status == want, nil
+	})
+	if err != nil {
+		t.Fatalf("want agents %v listed, connectedAgents=%d and TunnelConnected=%s: %v\nTunnelEndpoint status: agents %v, connectedAgents %d\nEdgeUnit conditions: %+v",
+			nodes, len(nodes), want, err, got, te.Status.ConnectedAgents, unit.Status.Conditions)
+	}
+}
+
+// assertAgentCSRs checks that each node's agent identity came from a CSR
+// the node itself made and the manager approved and signed.
+func assertAgentCSRs(ctx context.Context, t *testing.T, c client.Client, nodes []string) {
+	t.Helper()
+	var csrs certificatesv1.CertificateSigningRequestList
+	if err := c.List(ctx, &csrs); err != nil {
+		t.Fatal(err)
+	}
+	issued := map[string]bool{}
+	for _, r := range csrs.Items {
+		approved := false
+		for _, cond := range r.Status.Conditions {
+			approved = approved || cond.Type == certificatesv1.CertificateApproved
+		}
+		if r.Spec.SignerName == certs.SignerTunnelAgent && approved && len(r.Status.Certificate) > 0 {
+			issued[strings.TrimPrefix(r.Spec.Username, "system:node:")] = true
+		}
+	}
+	for _, n := range nodes {
+		if !issued[n] {
+			t.Errorf("no approved and issued %s CSR requested by system:node:%s (CSRs: %d)", certs.SignerTunnelAgent, n, len(csrs.Items))
+		}
+	}
 }
 
 // TestStartFailsHalfway makes the samples fail after the control plane and
@@ -249,6 +386,11 @@ func assertStopped(t *testing.T, d *Demo) {
 	t.Helper()
 	if pids := processesUsing(t, d.WorkDir); len(pids) > 0 {
 		t.Errorf("processes still use %s: %v", d.WorkDir, pids)
+	}
+	for _, p := range d.procs.all() {
+		if err := syscall.Kill(p.PID, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("%s (pid %d) is still there: kill -0: %v", p.Name, p.PID, err)
+		}
 	}
 	for _, raw := range []string{d.APIServerURL, d.EtcdURL} {
 		if raw == "" {

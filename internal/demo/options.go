@@ -1,7 +1,8 @@
 // Package demo runs edgeunit's embedded local environment: a kube-apiserver
 // and etcd from the envtest binaries, the CRDs and webhooks, the manager
-// in-process, simulated edge nodes and config/samples, with a kubeconfig for
-// the user.
+// in-process, simulated edge nodes and config/samples, a real tunnel (a
+// tunnel-server process and a tunnel-agent process per edge node), with a
+// kubeconfig for the user.
 package demo
 
 import (
@@ -33,7 +34,12 @@ type Options struct {
 	// Kubectl is the kubectl used for the summary. Default: kubectl on
 	// PATH; when there is none the summary is printed from the client.
 	Kubectl string
-	// ReadyTimeout bounds the wait for the pools to become Ready.
+	// BinDir holds tunnel-server and tunnel-agent. Default: the directory
+	// of the running executable when it holds them (bin/ after `make
+	// build`), else they are built into the working directory.
+	BinDir string
+	// ReadyTimeout bounds the wait for the pools to become Ready, and then
+	// the wait for the tunnel agents to show as connected.
 	ReadyTimeout time.Duration
 	// ExitAfterSetup makes Run return once the summary is printed.
 	ExitAfterSetup bool
@@ -96,7 +102,15 @@ func (o *Options) Complete() error {
 	}
 
 	var err error
-	for _, p := range []*string{&o.AssetsDir, &o.ConfigDir, &o.SamplesDir, &o.KubeconfigOut} {
+	if o.BinDir != "" {
+		if err := checkBinaries(o.BinDir); err != nil {
+			return fmt.Errorf("--bin-dir %s: %w (run `make build`)", o.BinDir, err)
+		}
+	}
+	for _, p := range []*string{&o.AssetsDir, &o.ConfigDir, &o.SamplesDir, &o.KubeconfigOut, &o.BinDir} {
+		if *p == "" {
+			continue
+		}
 		if *p, err = filepath.Abs(*p); err != nil {
 			return err
 		}

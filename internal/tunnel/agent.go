@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/hashicorp/yamux"
+
+	"github.com/edgeunit/edgeunit/internal/tunnel/mux"
 )
 
 // Backoff is a capped exponential backoff with jitter.
@@ -142,7 +143,7 @@ type Agent struct {
 	log logr.Logger
 
 	mu       sync.Mutex
-	sessions map[string]*yamux.Session // replica address -> session
+	sessions map[string]*mux.Session // replica address -> session
 	changed  chan struct{}
 }
 
@@ -173,7 +174,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
 		cfg.Dial = d.DialContext
 	}
-	return &Agent{cfg: cfg, log: cfg.Log.WithValues("node", cfg.Node), sessions: map[string]*yamux.Session{}, changed: make(chan struct{})}, nil
+	return &Agent{cfg: cfg, log: cfg.Log.WithValues("node", cfg.Node), sessions: map[string]*mux.Session{}, changed: make(chan struct{})}, nil
 }
 
 // Connected returns the replica addresses the agent has a session with.
@@ -322,42 +323,23 @@ func (a *Agent) connect(ctx context.Context, addr string, log logr.Logger) error
 		return fmt.Errorf("server %s refused the agent: %s", addr, w.Error)
 	}
 	_ = raw.SetDeadline(time.Time{})
-	sess, err := yamux.Client(newCoalescingConn(tc), muxConfig(log, a.cfg.KeepAlive))
-	if err != nil {
-		_ = tc.Close()
-		return fmt.Errorf("starting session: %w", err)
-	}
+	sess := mux.Client(tc, muxConfig(tc, a.cfg.KeepAlive))
 	defer sess.Close()
 	log.Info("Connected to tunnel server", "replica", w.Server)
 	a.setSession(addr, sess)
 	defer a.setSession(addr, nil)
 	stop := context.AfterFunc(ctx, func() { _ = sess.Close() })
 	defer stop()
-	// AcceptStream acknowledges each stream before returning it, and the
-	// acknowledgement waits its turn behind the data frames already queued
-	// (a few: see writeGate). Several acceptors keep that wait from
-	// serialising stream opens.
-	gate := newWriteGate()
-	errs := make(chan error, streamAcceptors)
-	for range streamAcceptors {
-		go func() {
-			for {
-				st, err := sess.AcceptStream()
-				if err != nil {
-					errs <- err
-					return
-				}
-				go a.serveStream(ctx, st, gate, log)
-			}
-		}()
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return fmt.Errorf("%w: %s: %w", errSessionEnded, addr, err)
+		}
+		go a.serveStream(ctx, st, log)
 	}
-	return fmt.Errorf("%w: %s: %w", errSessionEnded, addr, <-errs)
 }
 
-// streamAcceptors is how many goroutines accept streams on a session.
-const streamAcceptors = 32
-
-func (a *Agent) setSession(addr string, sess *yamux.Session) {
+func (a *Agent) setSession(addr string, sess *mux.Session) {
 	a.mu.Lock()
 	if sess == nil {
 		delete(a.sessions, addr)
@@ -365,7 +347,7 @@ func (a *Agent) setSession(addr string, sess *yamux.Session) {
 		a.sessions[addr] = sess
 	}
 	n := int32(len(a.sessions))
-	all := make([]*yamux.Session, 0, n)
+	all := make([]*mux.Session, 0, n)
 	for _, s := range a.sessions {
 		all = append(all, s)
 	}
@@ -378,7 +360,7 @@ func (a *Agent) setSession(addr string, sess *yamux.Session) {
 	}
 }
 
-func (a *Agent) report(sess *yamux.Session, servers int32) {
+func (a *Agent) report(sess *mux.Session, servers int32) {
 	st, err := sess.OpenStream()
 	if err != nil {
 		return
@@ -389,7 +371,7 @@ func (a *Agent) report(sess *yamux.Session, servers int32) {
 }
 
 // serveStream answers one server request: policy, dial, relay.
-func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, gate writeGate, log logr.Logger) {
+func (a *Agent) serveStream(ctx context.Context, st *mux.Stream, log logr.Logger) {
 	_ = st.SetDeadline(time.Now().Add(a.cfg.DialTimeout))
 	var req request
 	if err := readFrame(st, &req); err != nil {
@@ -420,5 +402,5 @@ func (a *Agent) serveStream(ctx context.Context, st *yamux.Stream, gate writeGat
 	}
 	_ = st.SetDeadline(time.Time{})
 	log.V(4).Info("Relaying")
-	splice(newMuxStream(st, gate), conn)
+	splice(st, conn)
 }

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,28 +10,46 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/certs/csr"
 )
 
 // AgentOptions are the tunnel-agent's flags.
 type AgentOptions struct {
-	NodeName          string
-	Servers           string
-	ServerDNS         string
-	ServerName        string
-	CertFile          string
-	KeyFile           string
-	CAFile            string
-	AllowedPorts      string
-	NodeHosts         string
-	HealthAddress     string
-	BackoffInitial    time.Duration
-	BackoffMax        time.Duration
-	DiscoveryInterval time.Duration
-	KeepAlive         time.Duration
+	NodeName   string
+	Servers    string
+	ServerDNS  string
+	ServerName string
+	CertFile   string
+	KeyFile    string
+	CAFile     string
+	// Kubeconfig is the kubelet's kubeconfig: with it the agent requests
+	// its identity through the CSR API as the node, keeps it in CertDir
+	// and rotates it.
+	Kubeconfig          string
+	CertDir             string
+	CertificateLifetime time.Duration
+	AllowedPorts        string
+	NodeHosts           string
+	HealthAddress       string
+	BackoffInitial      time.Duration
+	BackoffMax          time.Duration
+	DiscoveryInterval   time.Duration
+	KeepAlive           time.Duration
+
+	// Clock decides when the CSR-issued certificate is rotated (the real
+	// clock when nil); not a flag, for tests.
+	Clock clock.WithTicker
 }
 
 // BindFlags registers the options on fs.
@@ -39,9 +58,12 @@ func (o *AgentOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Servers, "servers", "", "Comma-separated host:port of tunnel-server replicas (e.g. from TunnelEndpoint status).")
 	fs.StringVar(&o.ServerDNS, "server-dns", "", "host:port of the servers' headless Service; every address it resolves to is a replica.")
 	fs.StringVar(&o.ServerName, "server-name", "", "Name to verify in the servers' certificate (default: the host dialled).")
-	fs.StringVar(&o.CertFile, "cert-file", "", "Client certificate carrying this node's identity (PEM).")
-	fs.StringVar(&o.KeyFile, "key-file", "", "Key of the client certificate (PEM).")
+	fs.StringVar(&o.CertFile, "cert-file", "", "Static client certificate carrying this node's identity (PEM), reloaded when it changes; excludes --kubeconfig.")
+	fs.StringVar(&o.KeyFile, "key-file", "", "Key of --cert-file (PEM).")
 	fs.StringVar(&o.CAFile, "ca-file", "", "CA bundle that signs the servers' certificates.")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "The kubelet's kubeconfig (e.g. /etc/kubernetes/kubelet.conf): the agent requests and rotates its identity through the CSR API as system:node:<node>; excludes --cert-file.")
+	fs.StringVar(&o.CertDir, "cert-dir", "", "Directory where the agent keeps its CSR-issued certificate and key (with --kubeconfig); a valid one found there is used at once, offline too.")
+	fs.DurationVar(&o.CertificateLifetime, "certificate-lifetime", 0, "Lifetime to request for the CSR-issued certificate (at least 10m); 0 leaves it to the signer.")
 	fs.StringVar(&o.AllowedPorts, "allowed-ports", "10250", "Comma-separated node-local ports the agent may dial.")
 	fs.StringVar(&o.NodeHosts, "node-hosts", "", "Comma-separated extra names or IPs of this node that targets may use (addresses on local interfaces are always allowed).")
 	fs.StringVar(&o.HealthAddress, "health-address", "", "Address serving /healthz and /readyz (ready when connected to a server); empty disables it.")
@@ -80,8 +102,9 @@ func (o *AgentOptions) Validate() error {
 			errs = append(errs, fmt.Errorf("--server-dns %q: %w", o.ServerDNS, err))
 		}
 	}
-	if o.CertFile == "" || o.KeyFile == "" || o.CAFile == "" {
-		errs = append(errs, errors.New("--cert-file, --key-file and --ca-file are required"))
+	errs = append(errs, o.validateIdentity()...)
+	if o.CAFile == "" {
+		errs = append(errs, errors.New("--ca-file is required: it authenticates the tunnel servers"))
 	}
 	if _, err := ParsePorts(o.AllowedPorts); err != nil {
 		errs = append(errs, fmt.Errorf("--allowed-ports: %w", err))
@@ -95,62 +118,167 @@ func (o *AgentOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-// RunAgent runs the tunnel agent until ctx ends.
+// validateIdentity checks that exactly one source of the agent's client
+// certificate is given: the CSR API (--kubeconfig with --cert-dir) or static
+// files (--cert-file with --key-file).
+func (o *AgentOptions) validateIdentity() []error {
+	static := o.CertFile != "" || o.KeyFile != ""
+	switch {
+	case o.Kubeconfig != "" && static:
+		return []error{errors.New("--kubeconfig and --cert-file/--key-file exclude each other: the identity comes either from the CSR API or from static files")}
+	case o.Kubeconfig == "" && !static:
+		return []error{errors.New("an identity is required: --kubeconfig (the kubelet's, with --cert-dir) to obtain it through the CSR API, or --cert-file and --key-file")}
+	case static:
+		var errs []error
+		if o.CertFile == "" || o.KeyFile == "" {
+			errs = append(errs, errors.New("--cert-file and --key-file go together"))
+		}
+		if o.CertDir != "" || o.CertificateLifetime != 0 {
+			errs = append(errs, errors.New("--cert-dir and --certificate-lifetime apply only with --kubeconfig"))
+		}
+		return errs
+	default:
+		var errs []error
+		if o.CertDir == "" {
+			errs = append(errs, errors.New("--kubeconfig needs --cert-dir, where the issued certificate is kept"))
+		}
+		if o.CertificateLifetime < 0 || (o.CertificateLifetime > 0 && o.CertificateLifetime < 10*time.Minute) {
+			errs = append(errs, fmt.Errorf("--certificate-lifetime %s: want 0 (the signer's default) or at least 10m", o.CertificateLifetime))
+		}
+		return errs
+	}
+}
+
+// RunAgent runs the tunnel agent until ctx ends. With --kubeconfig it first
+// makes sure it holds its identity (see ensureIdentity) and then keeps it
+// rotated; /healthz answers meanwhile, /readyz once a server is connected.
 func RunAgent(ctx context.Context, o AgentOptions, log logr.Logger) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
 	ports, _ := ParsePorts(o.AllowedPorts)
-	tlsCfg, err := ClientTLS(o.CertFile, o.KeyFile, o.CAFile, o.ServerName)
-	if err != nil {
-		return fmt.Errorf("agent TLS: %w", err)
-	}
-	var disc MultiDiscovery
-	if s := splitList(o.Servers); len(s) > 0 {
-		disc = append(disc, StaticServers(s))
-	}
-	if o.ServerDNS != "" {
-		host, port, _ := net.SplitHostPort(o.ServerDNS)
-		disc = append(disc, DNSServers{Host: host, Port: port})
-	}
-	agent, err := NewAgent(AgentConfig{
-		Node:              o.NodeName,
-		TLSConfig:         tlsCfg,
-		Discovery:         disc,
-		DiscoveryInterval: o.DiscoveryInterval,
-		Policy:            Policy{Ports: ports, Hosts: splitList(o.NodeHosts)},
-		Backoff:           Backoff{Initial: o.BackoffInitial, Max: o.BackoffMax},
-		KeepAlive:         o.KeepAlive,
-		Log:               log,
-	})
-	if err != nil {
-		return err
-	}
+	var running atomic.Pointer[Agent]
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return agent.Run(ctx) })
 	if o.HealthAddress != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-		mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-			if len(agent.Connected()) == 0 {
-				http.Error(w, "not connected to any tunnel server", http.StatusServiceUnavailable)
-				return
-			}
-			_, _ = w.Write([]byte("ok"))
-		})
 		ln, err := net.Listen("tcp", o.HealthAddress)
 		if err != nil {
 			return fmt.Errorf("listening for health checks: %w", err)
 		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
-			stop := context.AfterFunc(ctx, func() { _ = hs.Close() })
-			defer stop()
-			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return serveAgentHealth(ctx, ln, &running) })
 	}
+	g.Go(func() error {
+		tlsCfg, err := agentTLS(ctx, o, g, log)
+		if err != nil {
+			return err
+		}
+		var disc MultiDiscovery
+		if s := splitList(o.Servers); len(s) > 0 {
+			disc = append(disc, StaticServers(s))
+		}
+		if o.ServerDNS != "" {
+			host, port, _ := net.SplitHostPort(o.ServerDNS)
+			disc = append(disc, DNSServers{Host: host, Port: port})
+		}
+		agent, err := NewAgent(AgentConfig{
+			Node:              o.NodeName,
+			TLSConfig:         tlsCfg,
+			Discovery:         disc,
+			DiscoveryInterval: o.DiscoveryInterval,
+			Policy:            Policy{Ports: ports, Hosts: splitList(o.NodeHosts)},
+			Backoff:           Backoff{Initial: o.BackoffInitial, Max: o.BackoffMax},
+			KeepAlive:         o.KeepAlive,
+			Log:               log,
+		})
+		if err != nil {
+			return err
+		}
+		running.Store(agent)
+		return agent.Run(ctx)
+	})
 	return g.Wait()
+}
+
+// agentTLS is the agent's client TLS configuration: static files, or the
+// CSR-issued identity, whose rotation it starts in g.
+func agentTLS(ctx context.Context, o AgentOptions, g *errgroup.Group, log logr.Logger) (*tls.Config, error) {
+	if o.Kubeconfig == "" {
+		cfg, err := ClientTLS(o.CertFile, o.KeyFile, o.CAFile, o.ServerName)
+		if err != nil {
+			return nil, fmt.Errorf("agent TLS: %w", err)
+		}
+		return cfg, nil
+	}
+	r, err := ensureIdentity(ctx, o, log)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := ClientTLSWith(r.GetClientCertificate, o.CAFile, o.ServerName)
+	if err != nil {
+		return nil, fmt.Errorf("agent TLS: %w", err)
+	}
+	g.Go(func() error {
+		// Run returns only when ctx ends; it logs and retries failures,
+		// keeping the current certificate while it is valid. New
+		// connections present the newest certificate; sessions up already
+		// are not disturbed.
+		_ = r.Run(klog.NewContext(ctx, log.WithName("certificate")))
+		return nil
+	})
+	return cfg, nil
+}
+
+func serveAgentHealth(ctx context.Context, ln net.Listener, running *atomic.Pointer[Agent]) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if a := running.Load(); a == nil || len(a.Connected()) == 0 {
+			http.Error(w, "not connected to any tunnel server", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, func() { _ = hs.Close() })
+	defer stop()
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ensureIdentity returns a requester holding this node's tunnel-agent
+// certificate. A valid certificate in --cert-dir is used at once, so an
+// agent restarting cut off from kube-apiserver still connects; without one
+// it asks the CSR API as the node and waits (at most csr.DefaultIssueTimeout)
+// for the certificate.
+func ensureIdentity(ctx context.Context, o AgentOptions, log logr.Logger) (*csr.Requester, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading --kubeconfig %s: %w", o.Kubeconfig, err)
+	}
+	rc.UserAgent = "edgeunit-tunnel-agent"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver client from %s: %w", o.Kubeconfig, err)
+	}
+	r, err := csr.New(csr.Config{
+		Client:   cs,
+		Identity: certs.TunnelAgentIdentity,
+		Node:     o.NodeName,
+		Dir:      o.CertDir,
+		Lifetime: o.CertificateLifetime,
+		Clock:    o.Clock,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Ensure(klog.NewContext(ctx, log.WithName("certificate"))); err != nil {
+		if errors.Is(err, csr.ErrDenied) {
+			return nil, fmt.Errorf("the tunnel-agent identity of node %q was refused; --kubeconfig must be the kubelet's of that node (authenticating as system:node:%s): %w", o.NodeName, o.NodeName, err)
+		}
+		return nil, fmt.Errorf("obtaining the tunnel-agent certificate of node %q through the CSR API (no valid one in %s): %w", o.NodeName, o.CertDir, err)
+	}
+	cert := r.Current().Leaf
+	log.Info("Using tunnel-agent certificate", "path", r.Path(), "commonName", cert.Subject.CommonName, "notAfter", cert.NotAfter)
+	return r, nil
 }

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/hashicorp/yamux"
 
 	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/tunnel/mux"
 )
 
 // ServerConfig configures a tunnel server replica.
@@ -66,8 +66,7 @@ type agentSession struct {
 	id       uint64
 	node     string
 	remote   string
-	sess     *yamux.Session
-	gate     writeGate
+	sess     *mux.Session
 	since    time.Time
 	lastSeen atomic.Int64 // unix nanoseconds
 	servers  atomic.Int32
@@ -183,14 +182,9 @@ func (s *Server) handleAgent(ctx context.Context, raw net.Conn) {
 		return
 	}
 	log = log.WithValues("node", node)
-	sess, err := yamux.Server(newCoalescingConn(tc), muxConfig(log, 0))
-	if err != nil {
-		log.Error(err, "Starting session")
-		_ = tc.Close()
-		return
-	}
+	sess := mux.Server(tc, muxConfig(tc, 0))
 	now := s.cfg.Now()
-	a := &agentSession{id: s.seq.Add(1), node: node, remote: raw.RemoteAddr().String(), sess: sess, gate: newWriteGate(), since: now}
+	a := &agentSession{id: s.seq.Add(1), node: node, remote: raw.RemoteAddr().String(), sess: sess, since: now}
 	a.lastSeen.Store(now.UnixNano())
 	a.servers.Store(1)
 	s.register(a)
@@ -203,11 +197,20 @@ func (s *Server) handleAgent(ctx context.Context, raw net.Conn) {
 	go s.acceptFromAgent(a)
 	tick := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer tick.Stop()
+	// The session lasts no longer than the certificate that opened it: an
+	// agent that can no longer renew its identity (its node was removed,
+	// say) loses the tunnel. A rotating agent reconnects with its new one.
+	notAfter := tc.ConnectionState().PeerCertificates[0].NotAfter
+	expired := time.NewTimer(notAfter.Sub(s.cfg.Now()))
+	defer expired.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-sess.CloseChan():
+			return
+		case <-expired.C:
+			log.Info("Agent certificate expired, ending the session", "notAfter", notAfter)
 			return
 		case <-tick.C:
 			if _, err := sess.Ping(); err != nil {
@@ -326,5 +329,5 @@ func (s *Server) DialNode(ctx context.Context, node, target string) (net.Conn, e
 	}
 	_ = st.SetDeadline(time.Time{})
 	a.lastSeen.Store(s.cfg.Now().UnixNano())
-	return newMuxStream(st, a.gate), nil
+	return st, nil
 }

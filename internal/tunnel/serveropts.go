@@ -37,6 +37,7 @@ type ServerOptions struct {
 	ConnectCertFile     string
 	ConnectKeyFile      string
 	ConnectClientCAFile string
+	ConnectClientNames  string
 
 	PassthroughAddress    string
 	PassthroughTargetPort int
@@ -67,6 +68,7 @@ func (o *ServerOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConnectCertFile, "connect-cert-file", "", "Serving certificate of the TCP CONNECT listener; required with --connect-address.")
 	fs.StringVar(&o.ConnectKeyFile, "connect-key-file", "", "Key of the CONNECT listener's certificate.")
 	fs.StringVar(&o.ConnectClientCAFile, "connect-client-ca-file", "", "CA bundle of the client certificates the CONNECT listener requires (kube-apiserver's egress client).")
+	fs.StringVar(&o.ConnectClientNames, "connect-client-names", EgressCommonName, "Comma-separated Common Names of the client certificates the TCP CONNECT listener accepts; node identities are refused whatever their name.")
 	fs.StringVar(&o.PassthroughAddress, "passthrough-address", ":10264", "Address of the SNI-routed TLS passthrough listener; empty disables it.")
 	fs.IntVar(&o.PassthroughTargetPort, "passthrough-target-port", 10250, "Node port that passthrough connections reach (the kubelet's).")
 	fs.StringVar(&o.HealthAddress, "health-address", ":8081", "Address serving /healthz, /readyz and /agents; empty disables it.")
@@ -101,6 +103,9 @@ func (o *ServerOptions) Validate() error {
 	}
 	if o.ConnectAddress != "" && (o.ConnectCertFile == "" || o.ConnectKeyFile == "" || o.ConnectClientCAFile == "") {
 		errs = append(errs, errors.New("--connect-address needs --connect-cert-file, --connect-key-file and --connect-client-ca-file: a TCP CONNECT listener must authenticate kube-apiserver"))
+	}
+	if o.ConnectAddress != "" && len(splitList(o.ConnectClientNames)) == 0 {
+		errs = append(errs, errors.New("--connect-address needs --connect-client-names: the CA alone also signs node identities"))
 	}
 	if o.PassthroughTargetPort < 1 || o.PassthroughTargetPort > 65535 {
 		errs = append(errs, fmt.Errorf("--passthrough-target-port %d: want 1-65535", o.PassthroughTargetPort))
@@ -162,7 +167,7 @@ func RunServer(ctx context.Context, o ServerOptions, log logr.Logger) error {
 	g.Go(func() error { return srv.ServeAgents(ctx, agentLn) })
 
 	if o.ConnectAddress != "" {
-		ctls, err := ServerTLS(o.ConnectCertFile, o.ConnectKeyFile, o.ConnectClientCAFile)
+		ctls, err := ConnectServerTLS(o.ConnectCertFile, o.ConnectKeyFile, o.ConnectClientCAFile, splitList(o.ConnectClientNames))
 		if err != nil {
 			return fmt.Errorf("CONNECT listener TLS: %w", err)
 		}
@@ -170,7 +175,7 @@ func RunServer(ctx context.Context, o ServerOptions, log logr.Logger) error {
 		if err != nil {
 			return fmt.Errorf("listening for CONNECT: %w", err)
 		}
-		log.Info("Serving HTTP CONNECT", "address", ln.Addr().String())
+		log.Info("Serving HTTP CONNECT", "address", ln.Addr().String(), "clientNames", splitList(o.ConnectClientNames))
 		g.Go(func() error { return srv.ServeConnect(ctx, tls.NewListener(ln, ctls)) })
 	}
 	if o.ConnectUDS != "" {

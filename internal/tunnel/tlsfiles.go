@@ -102,6 +102,16 @@ func ClientTLS(certFile, keyFile, caFile, serverName string) (*tls.Config, error
 	if err != nil {
 		return nil, err
 	}
+	return ClientTLSWith(func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() }, caFile, serverName)
+}
+
+// ClientTLSWith builds the agent's TLS config around a client certificate
+// source (a CSR requester's GetClientCertificate, say) and the CA file
+// that signed the servers.
+func ClientTLSWith(getCert func(*tls.CertificateRequestInfo) (*tls.Certificate, error), caFile, serverName string) (*tls.Config, error) {
+	if getCert == nil || caFile == "" {
+		return nil, errors.New("a client certificate source and a server CA are required")
+	}
 	pool, err := loadPool(caFile)
 	if err != nil {
 		return nil, err
@@ -110,6 +120,6 @@ func ClientTLS(certFile, keyFile, caFile, serverName string) (*tls.Config, error
 		MinVersion:           tls.VersionTLS13,
 		RootCAs:              pool,
 		ServerName:           serverName,
-		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return kp.get() },
+		GetClientCertificate: getCert,
 	}, nil
 }

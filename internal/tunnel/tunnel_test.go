@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/yamux"
-
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
@@ -344,44 +342,50 @@ func TestAgentReconnectsAfterServerRestart(t *testing.T) {
 	t.Logf("agent back %s after the server restarted", time.Since(restarted))
 }
 
-func TestCoalescingConnMergesHeaderAndBody(t *testing.T) {
+// TestBatchConnSendsCorkedWritesTogether: the TLS records of one mux frame,
+// written while corked, leave in one write.
+func TestBatchConnSendsCorkedWritesTogether(t *testing.T) {
 	a, b := net.Pipe()
 	defer a.Close()
 	defer b.Close()
 	var writes atomic.Int32
-	cc := newCoalescingConn(countingConn{Conn: a, n: &writes})
+	bc := newBatchConn(countingConn{Conn: a, n: &writes})
 	got := make(chan []byte, 1)
 	go func() {
 		buf := make([]byte, 1024)
-		n, _ := io.ReadAtLeast(b, buf, 12+5)
+		n, _ := io.ReadAtLeast(b, buf, 10)
 		got <- buf[:n]
 	}()
-	hdr := []byte{0, yamuxTypeData, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5}
-	if _, err := cc.Write(hdr); err != nil {
+	bc.Cork()
+	for _, p := range []string{"head", "er", "body"} {
+		if _, err := bc.Write([]byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if writes.Load() != 0 {
+		t.Fatal("corked write went out")
+	}
+	if err := bc.Uncork(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cc.Write([]byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	if data := <-got; !bytes.Equal(data, append(hdr, "hello"...)) {
-		t.Fatalf("wire = %x", data)
+	if data := <-got; string(data) != "headerbody" {
+		t.Fatalf("wire = %q", data)
 	}
 	if writes.Load() != 1 {
-		t.Fatalf("%d writes, want 1 for a header and its body", writes.Load())
+		t.Fatalf("%d writes, want 1", writes.Load())
 	}
-	// A window update (no body) goes out at once.
-	go func() { buf := make([]byte, 12); _, _ = io.ReadFull(b, buf); got <- buf }()
-	upd := []byte{0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 0, 5}
-	if _, err := cc.Write(upd); err != nil {
+	// Uncorked writes go out at once.
+	go func() { buf := make([]byte, 3); _, _ = io.ReadFull(b, buf); got <- buf }()
+	if _, err := bc.Write([]byte("now")); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case data := <-got:
-		if !bytes.Equal(data, upd) {
-			t.Fatalf("wire = %x", data)
+		if string(data) != "now" {
+			t.Fatalf("wire = %q", data)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("window update held back")
+		t.Fatal("uncorked write held back")
 	}
 }
 
@@ -410,67 +414,5 @@ func TestFrameRoundTripAndLimits(t *testing.T) {
 	}
 	if !errors.Is(reply{Code: codeForbidden}.err(), ErrForbidden) {
 		t.Fatal("forbidden reply does not map to ErrForbidden")
-	}
-}
-
-// TestGatedStreamsDoNotWaitForAFullWindow: with a gate of one frame, a stream
-// whose reader never reads must not keep the gate from the others, and write
-// deadlines still apply.
-func TestGatedStreamsDoNotWaitForAFullWindow(t *testing.T) {
-	a, b := net.Pipe()
-	cfg := muxConfig(testLogger(t), 0)
-	client, err := yamux.Client(a, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := yamux.Server(b, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer server.Close()
-	gate := make(writeGate, 1)
-	open := func() (*muxStream, *yamux.Stream) {
-		st, err := client.OpenStream()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Write([]byte("x")); err != nil { // sends the SYN
-			t.Fatal(err)
-		}
-		peer, err := server.AcceptStream()
-		if err != nil {
-			t.Fatal(err)
-		}
-		buf := make([]byte, 1)
-		if _, err := io.ReadFull(peer, buf); err != nil {
-			t.Fatal(err)
-		}
-		return newMuxStream(st, gate), peer
-	}
-	stalled, _ := open()
-	stalledDone := make(chan error, 1)
-	go func() {
-		_, err := stalled.Write(make([]byte, 4*maxStreamWindow))
-		stalledDone <- err
-	}()
-	busy, peer := open()
-	const size = 8 * maxStreamWindow
-	go func() { _, _ = busy.Write(make([]byte, size)) }()
-	_ = peer.SetReadDeadline(time.Now().Add(20 * time.Second))
-	if n, err := io.ReadFull(peer, make([]byte, size)); err != nil {
-		t.Fatalf("busy stream moved %d bytes beside a stalled one: %v", n, err)
-	}
-	_ = stalled.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	select {
-	case err := <-stalledDone:
-		if !errors.Is(err, yamux.ErrTimeout) {
-			t.Fatalf("stalled write ended with %v, want a timeout", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("write deadline ignored on a stream waiting for its window")
-	}
-	if len(gate) != 0 {
-		t.Fatalf("%d gate slots still held", len(gate))
 	}
 }
