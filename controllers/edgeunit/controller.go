@@ -15,6 +15,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -206,13 +207,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 	return reconcile.Result{}, nil
 }
 
+// addFinalizer server-side applies only the finalizer entry: no
+// resourceVersion is involved, so it does not conflict with the bindings
+// controller writing the unit's status from a fresher copy, and it drops no
+// finalizer others add.
 func (r *Reconciler) addFinalizer(ctx context.Context, unit *edgev1.EdgeUnit, written writtenState) error {
-	before := unit.DeepCopy()
-	controllerutil.AddFinalizer(unit, Finalizer)
-	if err := r.Client.Patch(ctx, unit, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(FieldOwner)); err != nil {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(edgev1.GroupVersion.WithKind("EdgeUnit"))
+	u.SetName(unit.Name)
+	u.SetFinalizers([]string{Finalizer})
+	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner)); err != nil {
 		return fmt.Errorf("adding finalizer to EdgeUnit %s: %w", unit.Name, err)
 	}
-	written.superseded[before.ResourceVersion] = true
+	written.superseded[unit.ResourceVersion] = true
+	controllerutil.AddFinalizer(unit, Finalizer)
 	r.remember(unit, written)
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/internal/hub"
 	"github.com/edgeunit/edgeunit/internal/hubinstall"
+	"github.com/edgeunit/edgeunit/internal/netbind"
 )
 
 // Children are named after the unit. A unit name is at most 63 characters
@@ -59,8 +60,10 @@ const (
 
 	installerSourceDir = "/etc/edgeunit/hub-install"
 	hubConfigDir       = "/etc/edge-hub"
-	hubDataDir         = "/var/lib/edge-hub"
-	agentCADir         = "/etc/edgeunit/tunnel-ca"
+	// hostNetbindDir holds the socket edge-ipam asks for pod IP bindings.
+	hostNetbindDir = "/var/run/edgeunit"
+	hubDataDir     = "/var/lib/edge-hub"
+	agentCADir     = "/etc/edgeunit/tunnel-ca"
 )
 
 // Ports on the node's loopback.
@@ -144,7 +147,20 @@ func desiredHubConfig(u *edgev1.EdgeUnit, o Options) hub.Config {
 	if d := u.Spec.Hub.HealthCheckInterval; d != nil && d.Duration > 0 {
 		cfg.ProbeInterval = hub.Duration{Duration: d.Duration}
 	}
+	if networkAutonomy(u) {
+		cfg.NetBind = netbind.Options{
+			Enabled:  true,
+			UnitFile: hubConfigDir + "/" + hubinstall.KeyUnit,
+			Listen:   "unix://" + hostNetbindDir + "/netbind.sock",
+		}
+	}
 	return cfg
+}
+
+// networkAutonomy says whether the hub enforces network bindings on the
+// unit's nodes.
+func networkAutonomy(u *edgev1.EdgeUnit) bool {
+	return u.Spec.NetworkAutonomy.StablePodIPs || u.Spec.NetworkAutonomy.StableVTEPMAC
 }
 
 // desiredUnitFile tells the hub about its unit: its pools and the switches
@@ -200,6 +216,29 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *cor
 			InitialDelaySeconds: 5, PeriodSeconds: 10, TimeoutSeconds: 3, FailureThreshold: failures,
 		}
 	}
+	mounts := []corev1.VolumeMount{
+		{Name: "config", MountPath: hubConfigDir, ReadOnly: true},
+		{Name: "cache", MountPath: hubDataDir},
+		{Name: "kubelet-kubeconfig", MountPath: o.kubeletKubeconfig(), ReadOnly: true},
+		{Name: "kubelet-pki", MountPath: o.kubeletPKIDir(), ReadOnly: true},
+	}
+	volumes := []corev1.Volume{
+		hostPath("config", hostStateDir+"/"+hubinstall.HubStateSubdir, corev1.HostPathDirectory),
+		hostPath("cache", hostHubCacheDir, corev1.HostPathDirectoryOrCreate),
+		hostPath("kubelet-kubeconfig", o.kubeletKubeconfig(), corev1.HostPathFile),
+		hostPath("kubelet-pki", o.kubeletPKIDir(), corev1.HostPathDirectory),
+	}
+	security := &corev1.SecurityContext{
+		AllowPrivilegeEscalation: new(false),
+		ReadOnlyRootFilesystem:   new(true),
+	}
+	if networkAutonomy(u) {
+		// Setting the VXLAN device's MAC needs NET_ADMIN; edge-ipam finds
+		// the hub's socket in a host directory.
+		mounts = append(mounts, corev1.VolumeMount{Name: "netbind", MountPath: hostNetbindDir})
+		volumes = append(volumes, hostPath("netbind", hostNetbindDir, corev1.HostPathDirectoryOrCreate))
+		security.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}
+	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -229,23 +268,10 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *cor
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
 				},
-				SecurityContext: &corev1.SecurityContext{
-					AllowPrivilegeEscalation: new(false),
-					ReadOnlyRootFilesystem:   new(true),
-				},
-				VolumeMounts: []corev1.VolumeMount{
-					{Name: "config", MountPath: hubConfigDir, ReadOnly: true},
-					{Name: "cache", MountPath: hubDataDir},
-					{Name: "kubelet-kubeconfig", MountPath: o.kubeletKubeconfig(), ReadOnly: true},
-					{Name: "kubelet-pki", MountPath: o.kubeletPKIDir(), ReadOnly: true},
-				},
+				SecurityContext: security,
+				VolumeMounts:    mounts,
 			}},
-			Volumes: []corev1.Volume{
-				hostPath("config", hostStateDir+"/"+hubinstall.HubStateSubdir, corev1.HostPathDirectory),
-				hostPath("cache", hostHubCacheDir, corev1.HostPathDirectoryOrCreate),
-				hostPath("kubelet-kubeconfig", o.kubeletKubeconfig(), corev1.HostPathFile),
-				hostPath("kubelet-pki", o.kubeletPKIDir(), corev1.HostPathDirectory),
-			},
+			Volumes: volumes,
 		},
 	}
 }

@@ -512,3 +512,38 @@ func checkAgentVolumes(t *testing.T, spec corev1.PodSpec, c corev1.Container, ku
 		t.Errorf("security context %+v: want root (the kubelet's key is root's) without capabilities, read-only root", sc)
 	}
 }
+
+func TestHubEnforcesNetworkBindingsOnlyWhenAsked(t *testing.T) {
+	tests := map[string]struct {
+		autonomy edgev1.NetworkAutonomySpec
+		want     bool
+	}{
+		"off":             {autonomy: edgev1.NetworkAutonomySpec{VTEPDevice: "flannel.1"}, want: false},
+		"stable pod IPs":  {autonomy: edgev1.NetworkAutonomySpec{StablePodIPs: true, VTEPDevice: "flannel.1"}, want: true},
+		"stable VTEP MAC": {autonomy: edgev1.NetworkAutonomySpec{StableVTEPMAC: true, VTEPDevice: "flannel.1"}, want: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			u := testUnit(func(u *edgev1.EdgeUnit) { u.Spec.NetworkAutonomy = tc.autonomy })
+			cfg := desiredHubConfig(u, testOptions)
+			if cfg.NetBind.Enabled != tc.want {
+				t.Fatalf("netBind.enabled = %v, want %v", cfg.NetBind.Enabled, tc.want)
+			}
+			pod := desiredHubPod(u, "example.com/edgeunit:v1", "abc", testOptions)
+			caps := pod.Spec.Containers[0].SecurityContext.Capabilities
+			hasNetAdmin := caps != nil && slices.Contains(caps.Add, corev1.Capability("NET_ADMIN"))
+			if hasNetAdmin != tc.want {
+				t.Errorf("NET_ADMIN = %v, want %v", hasNetAdmin, tc.want)
+			}
+			if !tc.want {
+				return
+			}
+			if cfg.NetBind.UnitFile != hubConfigDir+"/"+hubinstall.KeyUnit || !strings.HasPrefix(cfg.NetBind.Listen, "unix://"+hostNetbindDir+"/") {
+				t.Errorf("netBind = %+v", cfg.NetBind)
+			}
+			if !slices.ContainsFunc(pod.Spec.Volumes, func(v corev1.Volume) bool { return v.HostPath != nil && v.HostPath.Path == hostNetbindDir }) {
+				t.Errorf("no hostPath for %s, where edge-ipam finds the socket", hostNetbindDir)
+			}
+		})
+	}
+}

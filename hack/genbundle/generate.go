@@ -121,6 +121,7 @@ type inputs struct {
 func classify(objs []object) (*inputs, error) {
 	in := &inputs{}
 	roles := map[string][]rbacv1.PolicyRule{}          // "Kind/name" -> rules
+	roleObjs := map[string]object{}                    // "Kind/name" -> object
 	services := map[string]*corev1.Service{}           // name -> Service
 	var bindings, webhookConfigs, serviceObjs []object // need the maps above
 	for _, o := range objs {
@@ -147,6 +148,7 @@ func classify(objs []object) (*inputs, error) {
 				return nil, err
 			}
 			roles[kindOf(o)+"/"+nameOf(o)] = r.Rules
+			roleObjs[kindOf(o)+"/"+nameOf(o)] = o
 		case "RoleBinding", "ClusterRoleBinding":
 			bindings = append(bindings, o)
 		case "ValidatingWebhookConfiguration", "MutatingWebhookConfiguration":
@@ -178,6 +180,13 @@ func classify(objs []object) (*inputs, error) {
 		rules, ok := roles[rb.RoleRef.Kind+"/"+rb.RoleRef.Name]
 		if !ok {
 			return nil, fmt.Errorf("%s %s binds missing %s %s", kindOf(b), rb.Name, rb.RoleRef.Kind, rb.RoleRef.Name)
+		}
+		// A ClusterRoleBinding for users or groups (the nodes, say) is not
+		// a permission of the operator's own: it ships as it is, with its
+		// ClusterRole, as OLM bundles allow.
+		if kindOf(b) == "ClusterRoleBinding" && !slices.ContainsFunc(rb.Subjects, func(s rbacv1.Subject) bool { return s.Kind == rbacv1.ServiceAccountKind }) {
+			in.extra = append(in.extra, roleObjs[rb.RoleRef.Kind+"/"+rb.RoleRef.Name], b)
+			continue
 		}
 		for _, s := range rb.Subjects {
 			if s.Kind != rbacv1.ServiceAccountKind {

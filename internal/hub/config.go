@@ -72,6 +72,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/edgeunit/edgeunit/internal/netbind"
 )
 
 // Client names the hub tells apart.
@@ -118,6 +120,10 @@ type Config struct {
 
 	// DataDir holds the cache file and generated certificates.
 	DataDir string `json:"dataDir,omitempty"`
+
+	// NetBind enforces the node's network bindings (VTEP MAC, pod IPs for
+	// edge-ipam), online and offline.
+	NetBind netbind.Options `json:"netBind,omitempty"`
 
 	// CacheClients are the clients whose reads are cached.
 	CacheClients []string `json:"cacheClients,omitempty"`
@@ -239,6 +245,7 @@ func (c Config) Validate() error {
 // BindFlags registers flags writing into c.
 func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NodeName, "node-name", c.NodeName, "name of the node this hub runs on (required)")
+	c.NetBind.BindFlags(fs)
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig with the node's credentials and the apiserver address")
 	fs.StringVar(&c.Server, "server", c.Server, "apiserver URL (overrides the kubeconfig)")
 	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "CA bundle verifying the apiserver")

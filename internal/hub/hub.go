@@ -17,8 +17,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
 
 	"github.com/edgeunit/edgeunit/internal/hub/store"
+	"github.com/edgeunit/edgeunit/internal/netbind"
 )
 
 // Hub is one node's edge hub.
@@ -133,7 +135,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	wg.Go(func() { h.topo.run(bg) })
 
 	var servers []*http.Server
-	errCh := make(chan error, 3)
+	errCh := make(chan error, 4)
 	serve := func(addr string, handler http.Handler, tlsCfg *tls.Config, dst *string) error {
 		if addr == "" {
 			return nil
@@ -176,6 +178,18 @@ func (h *Hub) Run(ctx context.Context) error {
 		dst  *string
 	}{{h.cfg.ListenHTTP, h, nil, &h.HTTPAddr}, {h.cfg.ListenHTTPS, h, tlsCfg, &h.HTTPSAddr}, {h.cfg.ListenAdmin, h.adminHandler(), nil, &h.AdminAddr}} {
 		if err := serve(s.addr, s.h, s.tls, s.dst); err != nil {
+			cancel()
+			for _, srv := range servers {
+				_ = srv.Close()
+			}
+			wg.Wait()
+			close(stop)
+			<-recDone
+			return err
+		}
+	}
+	if h.cfg.NetBind.Enabled {
+		if err := h.startNetBind(bg, &wg, errCh); err != nil {
 			cancel()
 			for _, srv := range servers {
 				_ = srv.Close()
@@ -268,4 +282,28 @@ func (h *Hub) servingTLS() (*tls.Config, error) {
 		cfg.ClientCAs, cfg.ClientAuth = pool, tls.VerifyClientCertIfGiven
 	}
 	return cfg, nil
+}
+
+// startNetBind runs the node's network-binding enforcer. It reads the
+// unit's bindings through this hub's own listener, so they are cached like
+// any other read, and keeps a durable copy to enforce from while offline.
+func (h *Hub) startNetBind(ctx context.Context, wg *sync.WaitGroup, errCh chan<- error) error {
+	if h.HTTPAddr == "" {
+		return errors.New("netbind needs the hub's plain HTTP listener (--listen-http)")
+	}
+	cfg, err := netbind.ConfigFor(h.cfg.NodeName, h.cfg.DataDir, h.cfg.NetBind,
+		&rest.Config{Host: "http://" + h.HTTPAddr, UserAgent: "edge-hub-netbind"})
+	if err != nil {
+		return err
+	}
+	nb, err := netbind.New(cfg, h.log.WithName("netbind"))
+	if err != nil {
+		return fmt.Errorf("starting netbind: %w", err)
+	}
+	wg.Go(func() {
+		if err := nb.Run(ctx); err != nil && ctx.Err() == nil {
+			errCh <- fmt.Errorf("netbind: %w", err)
+		}
+	})
+	return nil
 }
