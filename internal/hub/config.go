@@ -84,7 +84,8 @@ const (
 	ClientFlannel     = "flannel"
 	ClientTunnelAgent = "tunnel-agent"
 	ClientOther       = "other"
-	// ClientHub is the hub's own watches (topology).
+	// ClientHub is the hub's own clients: its topology watches, and
+	// netbind's requests through the proxy, which are never cached.
 	ClientHub = "edge-hub"
 )
 

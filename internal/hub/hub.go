@@ -285,14 +285,17 @@ func (h *Hub) servingTLS() (*tls.Config, error) {
 }
 
 // startNetBind runs the node's network-binding enforcer. It reads the
-// unit's bindings through this hub's own listener, so they are cached like
-// any other read, and keeps a durable copy to enforce from while offline.
+// unit's bindings through this hub's own listener, with the node's
+// credentials, but never from the hub's cache: netbind keeps its own
+// durable copy, updated by its watch, and enforces from it while offline.
+// A GET recorded earlier by the proxy can be older than that copy, and
+// answering it after a restart offline would roll the copy back.
 func (h *Hub) startNetBind(ctx context.Context, wg *sync.WaitGroup, errCh chan<- error) error {
 	if h.HTTPAddr == "" {
 		return errors.New("netbind needs the hub's plain HTTP listener (--listen-http)")
 	}
 	cfg, err := netbind.ConfigFor(h.cfg.NodeName, h.cfg.DataDir, h.cfg.NetBind,
-		&rest.Config{Host: "http://" + h.HTTPAddr, UserAgent: "edge-hub-netbind"})
+		&rest.Config{Host: "http://" + h.HTTPAddr, UserAgent: netbind.UserAgent})
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/edgeunit/edgeunit/internal/netbind"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -44,6 +46,7 @@ func TestIdentify(t *testing.T) {
 		"CoreDNS/1.11":                                 ClientCoreDNS,
 		"flanneld/0.25":                                ClientFlannel,
 		"tunnel-agent/v0.1":                            ClientTunnelAgent,
+		"edge-hub-netbind":                             ClientHub,
 		"kubectl/v1.36":                                ClientOther,
 		"":                                             ClientOther,
 	}
@@ -51,6 +54,24 @@ func TestIdentify(t *testing.T) {
 		r := &http.Request{Header: http.Header{"User-Agent": {ua}}}
 		if got := identify(r); got != want {
 			t.Errorf("%q: got %s, want %s", ua, got, want)
+		}
+	}
+}
+
+// TestNetBindNeverCached: netbind's reads through the proxy are not
+// answered from the cache even when every client is cached, since a GET
+// recorded earlier can be older than netbind's own durable copy.
+func TestNetBindNeverCached(t *testing.T) {
+	h := &Hub{cached: set([]string{ClientKubelet, ClientOther})}
+	for _, target := range []string{"/apis/edge.edgeunit.io/v1alpha1/edgeunits/u1", "/apis/edge.edgeunit.io/v1alpha1/edgeunits?watch=1&fieldSelector=metadata.name%3Du1"} {
+		u, _ := url.Parse(target)
+		r := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{"User-Agent": {netbind.UserAgent}}}
+		if h.cacheable(identify(r), parseRequest(r), r) {
+			t.Errorf("netbind's %s is cacheable", target)
+		}
+		r.Header.Set("User-Agent", "kubectl/v1.36")
+		if !h.cacheable(identify(r), parseRequest(r), r) {
+			t.Errorf("%s by another client is not cacheable: the test cannot tell", target)
 		}
 	}
 }

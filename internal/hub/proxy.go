@@ -57,6 +57,9 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, client string, ri re
 
 // cacheable says whether the hub records (and can answer offline) a read.
 func (h *Hub) cacheable(client string, ri reqInfo, r *http.Request) bool {
+	if client == ClientHub {
+		return false // netbind: see startNetBind
+	}
 	if !h.cached[client] && !(h.filtered[client] && ri.resource == "endpointslices") {
 		return false
 	}

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/edgeunit/edgeunit/internal/netbind"
 )
 
 // reqInfo is what the hub reads from a request's path and query.
@@ -169,6 +171,8 @@ func identify(r *http.Request) string {
 		return ClientFlannel
 	case "tunnel-agent":
 		return ClientTunnelAgent
+	case netbind.UserAgent:
+		return ClientHub
 	}
 	return ClientOther
 }

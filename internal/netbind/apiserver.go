@@ -26,10 +26,15 @@ type apiClient struct {
 	ua    string
 }
 
+// UserAgent is netbind's User-Agent. The hub knows it: it never answers
+// netbind from its cache, since netbind keeps its own durable copy and an
+// older cached answer would roll that copy back.
+const UserAgent = "edge-hub-netbind"
+
 func newAPIClient(cfg *rest.Config) (*apiClient, error) {
 	c := rest.CopyConfig(cfg)
 	if c.UserAgent == "" {
-		c.UserAgent = "edge-hub-netbind"
+		c.UserAgent = UserAgent
 	}
 	base, _, err := rest.DefaultServerUrlFor(c)
 	if err != nil {

@@ -6,6 +6,7 @@
 package hubtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -117,30 +118,51 @@ func (p *Process) Tail(n int) string {
 
 // ControlPlane is etcd plus kube-apiserver.
 type ControlPlane struct {
-	Dir       string
-	assets    string
-	etcdPort  int
-	peerPort  int
-	APIPort   int
-	Etcd      *Process
-	APIServer *Process
-	CA        *certs.CA
-	CAFile    string
+	Dir      string
+	assets   string
+	etcdPort int
+	peerPort int
+	APIPort  int
+	// BindAddress is the apiserver's address (127.0.0.1 unless
+	// ControlPlaneOptions said otherwise).
+	BindAddress string
+	Etcd        *Process
+	APIServer   *Process
+	CA          *certs.CA
+	CAFile      string
 	// Admin credentials (system:masters).
 	AdminCert, AdminKey string
 	tb                  testing.TB
+}
+
+// ControlPlaneOptions adjust StartControlPlaneWith.
+type ControlPlaneOptions struct {
+	// BindAddress is the IP kube-apiserver listens on (and its serving
+	// certificate names): an address of a veth reaching a test's network
+	// namespace, for a hub running inside it. Default 127.0.0.1.
+	BindAddress string
 }
 
 // StartControlPlane starts etcd and the apiserver and stops them when the
 // test ends.
 func StartControlPlane(tb testing.TB) *ControlPlane {
 	tb.Helper()
+	return StartControlPlaneWith(tb, ControlPlaneOptions{})
+}
+
+// StartControlPlaneWith is StartControlPlane with options.
+func StartControlPlaneWith(tb testing.TB, opts ControlPlaneOptions) *ControlPlane {
+	tb.Helper()
 	assets, err := testenv.AssetsDir()
 	if err != nil {
 		tb.Skipf("envtest binaries unavailable: %v", err)
 	}
+	bind := cmp.Or(opts.BindAddress, "127.0.0.1")
+	if net.ParseIP(bind) == nil {
+		tb.Fatalf("bind address %q is not an IP", bind)
+	}
 	dir := tb.TempDir()
-	cp := &ControlPlane{Dir: dir, assets: assets, tb: tb,
+	cp := &ControlPlane{Dir: dir, assets: assets, tb: tb, BindAddress: bind,
 		etcdPort: FreePort(tb), peerPort: FreePort(tb), APIPort: FreePort(tb)}
 	cp.writePKI()
 	tb.Cleanup(cp.Stop)
@@ -168,8 +190,12 @@ func (cp *ControlPlane) writePKI() {
 	}
 	cp.CA = ca
 	cp.CAFile = cp.write("ca.crt", caPair.CertPEM)
+	ips := []net.IP{net.IPv4(127, 0, 0, 1)}
+	if ip := net.ParseIP(cp.BindAddress); !ip.IsLoopback() {
+		ips = append(ips, ip)
+	}
 	serving, err := ca.Issue(certs.Request{CommonName: "kube-apiserver", DNSNames: []string{"localhost", "kubernetes"},
-		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Lifetime: 24 * time.Hour, Server: true}, now)
+		IPs: ips, Lifetime: 24 * time.Hour, Server: true}, now)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -202,16 +228,25 @@ func (cp *ControlPlane) write(name string, data []byte) string {
 // system:node:<node>; also in system:masters, since envtest's apiserver
 // runs RBAC without the Node authorizer) and returns cert and key files.
 func (cp *ControlPlane) NodeCredentials(node string) (certFile, keyFile string) {
-	kp, err := cp.CA.Issue(certs.Request{CommonName: "system:node:" + node, Organization: []string{"system:nodes", "system:masters"},
-		Lifetime: 24 * time.Hour, Client: true}, time.Now())
+	return cp.ClientCredentials("system:node:"+node, "system:nodes", "system:masters")
+}
+
+// ClientCredentials issues a client certificate for user in groups and
+// returns cert and key files: a node identity without system:masters, for
+// tests that grant it what it needs with RBAC.
+func (cp *ControlPlane) ClientCredentials(user string, groups ...string) (certFile, keyFile string) {
+	kp, err := cp.CA.Issue(certs.Request{CommonName: user, Organization: groups, Lifetime: 24 * time.Hour, Client: true}, time.Now())
 	if err != nil {
 		cp.tb.Fatal(err)
 	}
-	return cp.write(node+".crt", kp.CertPEM), cp.write(node+".key", kp.KeyPEM)
+	file := strings.NewReplacer(":", "_", "/", "_").Replace(user)
+	return cp.write(file+".crt", kp.CertPEM), cp.write(file+".key", kp.KeyPEM)
 }
 
 // URL is the apiserver's address.
-func (cp *ControlPlane) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", cp.APIPort) }
+func (cp *ControlPlane) URL() string {
+	return "https://" + net.JoinHostPort(cp.BindAddress, strconv.Itoa(cp.APIPort))
+}
 
 // StartAPIServer starts kube-apiserver (again) on the same port and etcd
 // data, and waits until it is ready.
@@ -222,8 +257,8 @@ func (cp *ControlPlane) StartAPIServer() {
 	cp.APIServer = startProcess(tb, "kube-apiserver", filepath.Join(d, "apiserver.log"), filepath.Join(cp.assets, "kube-apiserver"),
 		fmt.Sprintf("--etcd-servers=http://127.0.0.1:%d", cp.etcdPort),
 		fmt.Sprintf("--secure-port=%d", cp.APIPort),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address="+cp.BindAddress,
+		"--advertise-address="+cp.BindAddress,
 		"--cert-dir="+filepath.Join(d, "apiserver-certs"),
 		"--tls-cert-file="+filepath.Join(d, "apiserver.crt"),
 		"--tls-private-key-file="+filepath.Join(d, "apiserver.key"),
@@ -329,29 +364,61 @@ type Hub struct {
 	Bin, DataDir, Node  string
 	HTTPPort, HTTPSPort int
 	AdminPort           int
-	Args                []string
-	Proc                *Process
-	tb                  testing.TB
-	restarts            int
+	// AdminHost is the admin listener's address; NetNS the network
+	// namespace the hub runs in (empty: the test's).
+	AdminHost, NetNS string
+	Args             []string
+	Proc             *Process
+	tb               testing.TB
+	restarts         int
+}
+
+// HubOptions adjust StartHubWith.
+type HubOptions struct {
+	// NetNS runs the hub inside this named network namespace (ip netns
+	// exec), so what it does to network devices happens there. Its
+	// loopback listeners are then the namespace's: set AdminHost to an
+	// address of the namespace the test can route to.
+	NetNS string
+	// AdminHost is the address the admin listener binds and the test
+	// polls. Default 127.0.0.1.
+	AdminHost string
+	// CertFile and KeyFile are the hub's client credentials. Default
+	// NodeCredentials(node), which includes system:masters.
+	CertFile, KeyFile string
+	// Args are appended to the hub's flags.
+	Args []string
 }
 
 // StartHub runs edge-hub for node against server with the node's
 // credentials; extra flags are appended.
 func StartHub(tb testing.TB, cp *ControlPlane, server, node string, extra ...string) *Hub {
 	tb.Helper()
-	cert, key := cp.NodeCredentials(node)
+	return StartHubWith(tb, cp, server, node, HubOptions{Args: extra})
+}
+
+// StartHubWith is StartHub with options.
+func StartHubWith(tb testing.TB, cp *ControlPlane, server, node string, opts HubOptions) *Hub {
+	tb.Helper()
+	cert, key := opts.CertFile, opts.KeyFile
+	if cert == "" {
+		cert, key = cp.NodeCredentials(node)
+	}
+	// Ports are picked free in the test's namespace; a new namespace has
+	// nothing listening, so they are free there too.
 	h := &Hub{Bin: BuildHub(tb), DataDir: filepath.Join(tb.TempDir(), "hub"), Node: node,
-		HTTPPort: FreePort(tb), HTTPSPort: FreePort(tb), AdminPort: FreePort(tb), tb: tb}
+		HTTPPort: FreePort(tb), HTTPSPort: FreePort(tb), AdminPort: FreePort(tb),
+		AdminHost: cmp.Or(opts.AdminHost, "127.0.0.1"), NetNS: opts.NetNS, tb: tb}
 	h.Args = append([]string{
 		"--node-name=" + node, "--server=" + server, "--ca-file=" + cp.CAFile,
 		"--cert-file=" + cert, "--key-file=" + key,
 		"--data-dir=" + h.DataDir,
 		fmt.Sprintf("--listen-http=127.0.0.1:%d", h.HTTPPort),
 		fmt.Sprintf("--listen-https=127.0.0.1:%d", h.HTTPSPort),
-		fmt.Sprintf("--listen-admin=127.0.0.1:%d", h.AdminPort),
+		"--listen-admin=" + net.JoinHostPort(h.AdminHost, strconv.Itoa(h.AdminPort)),
 		"--probe-interval=500ms", "--probe-timeout=500ms",
 		"--v=2",
-	}, extra...)
+	}, opts.Args...)
 	tb.Cleanup(func() {
 		if h.Proc != nil {
 			_ = h.Proc.Signal(syscall.SIGTERM, 10*time.Second)
@@ -368,12 +435,18 @@ func StartHub(tb testing.TB, cp *ControlPlane, server, node string, extra ...str
 func (h *Hub) Start() {
 	h.tb.Helper()
 	h.restarts++
-	h.Proc = startProcess(h.tb, "edge-hub", filepath.Join(filepath.Dir(h.DataDir), "hub.log"), h.Bin, h.Args...)
+	bin, args := h.Bin, h.Args
+	if h.NetNS != "" {
+		// ip execs the hub in place: the process (and its PID) is the hub.
+		bin, args = "ip", append([]string{"netns", "exec", h.NetNS, h.Bin}, h.Args...)
+	}
+	h.Proc = startProcess(h.tb, "edge-hub", filepath.Join(filepath.Dir(h.DataDir), "hub.log"), bin, args...)
+	hc := &http.Client{Timeout: 2 * time.Second}
 	if err := WaitFor(30*time.Second, 50*time.Millisecond, func() error {
 		if h.Proc.Exited() {
 			return fmt.Errorf("edge-hub exited: %s", h.Proc.Tail(3000))
 		}
-		resp, err := http.Get(h.AdminURL() + "/readyz")
+		resp, err := hc.Get(h.AdminURL() + "/readyz")
 		if err != nil {
 			return err
 		}
@@ -393,11 +466,13 @@ func (h *Hub) Stop() { _ = h.Proc.Signal(syscall.SIGTERM, 10*time.Second) }
 // Kill kills the hub with SIGKILL.
 func (h *Hub) Kill() { h.Proc.Kill() }
 
-// URL is the plain-HTTP proxy address.
+// URL is the plain-HTTP proxy address (inside NetNS when that is set).
 func (h *Hub) URL() string { return fmt.Sprintf("http://127.0.0.1:%d", h.HTTPPort) }
 
 // AdminURL is the metrics/health address.
-func (h *Hub) AdminURL() string { return fmt.Sprintf("http://127.0.0.1:%d", h.AdminPort) }
+func (h *Hub) AdminURL() string {
+	return "http://" + net.JoinHostPort(h.AdminHost, strconv.Itoa(h.AdminPort))
+}
 
 // StorePath is the hub's cache file.
 func (h *Hub) StorePath() string { return filepath.Join(h.DataDir, "cache.db") }

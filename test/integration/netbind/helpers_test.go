@@ -7,12 +7,11 @@ package netbind_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +19,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -40,36 +39,6 @@ const (
 	unitName = "unit-a"
 )
 
-// newNetNS creates a named network namespace, removed when the test ends
-// even if it fails. It skips when the kernel (or the sandbox) refuses.
-func newNetNS(t *testing.T) (path string, h netns.NsHandle) {
-	t.Helper()
-	name := fmt.Sprintf("eu-netbind-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Skipf("network namespaces unavailable: reading the current namespace: %v", err)
-	}
-	defer func() { _ = orig.Close() }()
-	h, err = netns.NewNamed(name)
-	// NewNamed moved this thread into the new namespace: move it back
-	// before anything else runs on it.
-	if serr := netns.Set(orig); serr != nil {
-		panic(fmt.Sprintf("cannot return to the original network namespace: %v", serr))
-	}
-	if err != nil {
-		t.Skipf("the kernel refused to create a network namespace (needs root/CAP_SYS_ADMIN): %v", err)
-	}
-	t.Cleanup(func() {
-		_ = h.Close()
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("deleting network namespace %s: %v", name, err)
-		}
-	})
-	return filepath.Join("/var/run/netns", name), h
-}
-
 func randomMAC(t *testing.T) net.HardwareAddr {
 	t.Helper()
 	b := make([]byte, 6)
@@ -84,7 +53,12 @@ func randomMAC(t *testing.T) net.HardwareAddr {
 // random MAC, and brings it up.
 func addVXLAN(t *testing.T, h *netlink.Handle, name string) net.HardwareAddr {
 	t.Helper()
-	mac := randomMAC(t)
+	return addVXLANWithMAC(t, h, name, randomMAC(t))
+}
+
+// addVXLANWithMAC is addVXLAN with the MAC given.
+func addVXLANWithMAC(t *testing.T, h *netlink.Handle, name string, mac net.HardwareAddr) net.HardwareAddr {
+	t.Helper()
 	vx := &netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: name, HardwareAddr: mac, MTU: 1450}, VxlanId: 1, Port: 8472, Learning: false}
 	if err := h.LinkAdd(vx); err != nil {
 		t.Skipf("the kernel refused to create a vxlan device (vxlan module missing?): %v", err)
@@ -107,6 +81,42 @@ func deviceMAC(h *netlink.Handle, name string) (string, error) {
 	return link.Attrs().HardwareAddr.String(), nil
 }
 
+// deviceMACIs checks the device's MAC.
+func deviceMACIs(h *netlink.Handle, dev, want string) func() error {
+	return func() error {
+		got, err := deviceMAC(h, dev)
+		if err != nil {
+			return err
+		}
+		if !strings.EqualFold(got, want) {
+			return fmt.Errorf("device MAC %s, want %s", got, want)
+		}
+		return nil
+	}
+}
+
+// flannelData is flannel's backend-data annotation for a VXLAN VTEP.
+func flannelData(mac string) string { return fmt.Sprintf(`{"VNI":1,"VtepMAC":%q}`, mac) }
+
+// annotationIs checks that the node's backend-data annotation carries the
+// MAC and kept flannel's other fields.
+func annotationIs(ctx context.Context, c ctrlclient.Client, want string) func() error {
+	return func() error {
+		var n corev1.Node
+		if err := c.Get(ctx, types.NamespacedName{Name: nodeName}, &n); err != nil {
+			return err
+		}
+		var data map[string]any
+		if err := json.Unmarshal([]byte(n.Annotations[netbind.BackendDataAnnotation]), &data); err != nil {
+			return err
+		}
+		if mac, _ := data["VtepMAC"].(string); !strings.EqualFold(mac, want) || data["VNI"] != float64(1) {
+			return fmt.Errorf("backend-data %v, want VtepMAC %s and VNI 1 kept", data, want)
+		}
+		return nil
+	}
+}
+
 // eventually polls fn every 50 ms until it returns nil, failing the test
 // with fn's last error after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, fn func() error) {
@@ -121,7 +131,14 @@ func testLog(t *testing.T) logr.Logger { return testr.NewWithOptions(t, testr.Op
 // controlPlane starts etcd and kube-apiserver with edgeunit's CRDs.
 func controlPlane(t *testing.T) (*hubtest.ControlPlane, ctrlclient.Client) {
 	t.Helper()
-	cp := hubtest.StartControlPlane(t)
+	return controlPlaneWith(t, hubtest.ControlPlaneOptions{})
+}
+
+// controlPlaneWith is controlPlane with options; its client is the admin's,
+// and its scheme also knows RBAC.
+func controlPlaneWith(t *testing.T, opts hubtest.ControlPlaneOptions) (*hubtest.ControlPlane, ctrlclient.Client) {
+	t.Helper()
+	cp := hubtest.StartControlPlaneWith(t, opts)
 	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -132,6 +149,7 @@ func controlPlane(t *testing.T) (*hubtest.ControlPlane, ctrlclient.Client) {
 	}
 	scheme := k8sruntime.NewScheme()
 	_ = corev1.AddToScheme(scheme)
+	_ = rbacv1.AddToScheme(scheme)
 	_ = edgev1.AddToScheme(scheme)
 	c, err := ctrlclient.New(cfg, ctrlclient.Options{Scheme: scheme})
 	if err != nil {
@@ -147,11 +165,17 @@ func nodeREST(cp *hubtest.ControlPlane) *rest.Config {
 		TLSClientConfig: rest.TLSClientConfig{CAFile: cp.CAFile, CertFile: cert, KeyFile: key}}
 }
 
-// createUnit creates the EdgeUnit and records bindings in its status, as
-// the manager does.
+// createUnit creates the EdgeUnit unitName and records bindings in its
+// status, as the manager does.
 func createUnit(t *testing.T, ctx context.Context, c ctrlclient.Client, bindings []edgev1.NodeBinding) *edgev1.EdgeUnit {
 	t.Helper()
-	u := &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: unitName}, Spec: edgev1.EdgeUnitSpec{
+	return createNamedUnit(t, ctx, c, unitName, bindings)
+}
+
+// createNamedUnit is createUnit for the unit name.
+func createNamedUnit(t *testing.T, ctx context.Context, c ctrlclient.Client, name string, bindings []edgev1.NodeBinding) *edgev1.EdgeUnit {
+	t.Helper()
+	u := &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: edgev1.EdgeUnitSpec{
 		NodePools:       []string{"pool-a"},
 		NetworkAutonomy: edgev1.NetworkAutonomySpec{StablePodIPs: true, StableVTEPMAC: true, VTEPDevice: "flannel.1"},
 	}}

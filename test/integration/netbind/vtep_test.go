@@ -2,7 +2,6 @@ package netbind_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -11,10 +10,10 @@ import (
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/internal/netbind"
+	"github.com/edgeunit/edgeunit/internal/netnstest"
 )
 
 const boundMAC = "0a:58:0a:f4:00:01"
@@ -26,8 +25,9 @@ const boundMAC = "0a:58:0a:f4:00:01"
 // the same from its durable copy alone; on reconnect the annotation
 // pending since the offline change is written.
 func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
-	nsPath, nsHandle := newNetNS(t)
-	h, err := netlink.NewHandleAt(nsHandle)
+	ns := netnstest.New(t, "eu-netbind")
+	nsPath := ns.Path
+	h, err := netlink.NewHandleAt(ns.Handle)
 	if err != nil {
 		t.Skipf("netlink in the test namespace unavailable: %v", err)
 	}
@@ -37,9 +37,6 @@ func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
 
 	cp, c := controlPlane(t)
 	ctx := context.Background()
-	flannelData := func(mac string) string {
-		return fmt.Sprintf(`{"VNI":1,"VtepMAC":%q}`, mac)
-	}
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Annotations: map[string]string{
 		netbind.BackendDataAnnotation:           flannelData(firstMAC.String()),
 		"flannel.alpha.coreos.com/backend-type": "vxlan",
@@ -60,36 +57,8 @@ func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
 		ResyncInterval: time.Minute, AnnotationResync: time.Minute}
 	svc, stop := startService(t, cfg)
 
-	macIs := func(want string) func() error {
-		return func() error {
-			got, err := deviceMAC(h, dev)
-			if err != nil {
-				return err
-			}
-			if got != want {
-				return fmt.Errorf("device MAC %s, want %s", got, want)
-			}
-			return nil
-		}
-	}
-	annotationIs := func(want string) func() error {
-		return func() error {
-			var n corev1.Node
-			if err := c.Get(ctx, types.NamespacedName{Name: nodeName}, &n); err != nil {
-				return err
-			}
-			var data map[string]any
-			if err := json.Unmarshal([]byte(n.Annotations[netbind.BackendDataAnnotation]), &data); err != nil {
-				return err
-			}
-			if data["VtepMAC"] != want || data["VNI"] != float64(1) {
-				return fmt.Errorf("backend-data %v, want VtepMAC %s and VNI 1 kept", data, want)
-			}
-			return nil
-		}
-	}
-	eventually(t, 10*time.Second, "the bound MAC on the device", macIs(boundMAC))
-	eventually(t, 10*time.Second, "the bound MAC in flannel's annotation", annotationIs(boundMAC))
+	eventually(t, 10*time.Second, "the bound MAC on the device", deviceMACIs(h, dev, boundMAC))
+	eventually(t, 10*time.Second, "the bound MAC in flannel's annotation", annotationIs(ctx, c, boundMAC))
 	eventually(t, 5*time.Second, "the durable copy", func() error {
 		if b := svc.Store().Get(); b.VTEPMAC != boundMAC || b.AnnotationPending {
 			return fmt.Errorf("durable copy %+v", b)
@@ -119,7 +88,7 @@ func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
 	applied := svc.MACsSet()
 	recreate()
 	start := time.Now()
-	eventually(t, 5*time.Second, "the bound MAC back on the recreated device, offline", macIs(boundMAC))
+	eventually(t, 5*time.Second, "the bound MAC back on the recreated device, offline", deviceMACIs(h, dev, boundMAC))
 	t.Logf("MAC restored %s after the recreated device was up, apiserver down", time.Since(start))
 	if svc.MACsSet() <= applied {
 		t.Fatalf("the enforcer did not set the MAC again (%d sets)", svc.MACsSet())
@@ -133,7 +102,7 @@ func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
 	stop()
 	recreate()
 	svc2, _ := startService(t, cfg)
-	eventually(t, 5*time.Second, "the bound MAC from the durable copy after a restart offline", macIs(boundMAC))
+	eventually(t, 5*time.Second, "the bound MAC from the durable copy after a restart offline", deviceMACIs(h, dev, boundMAC))
 	if got := svc2.Store().Get(); got.VTEPMAC != boundMAC || !got.AnnotationPending {
 		t.Fatalf("durable copy after restart %+v", got)
 	}
@@ -141,7 +110,7 @@ func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
 	// On reconnect the annotation pending since the offline change is
 	// fixed (flannel's stale MAC replaced).
 	cp.StartAPIServer()
-	eventually(t, 45*time.Second, "the annotation fixed after reconnect", annotationIs(boundMAC))
+	eventually(t, 45*time.Second, "the annotation fixed after reconnect", annotationIs(ctx, c, boundMAC))
 	eventually(t, 5*time.Second, "the pending flag cleared", func() error {
 		if svc2.Store().Get().AnnotationPending {
 			return fmt.Errorf("still pending")

@@ -24,9 +24,11 @@ import (
 // The root namespace has a route only to the /30 of the veth pair, so it can
 // reach the agent's uplink but not kubeletIP, which exists only inside ns;
 // the only way from kube-apiserver to the kubelet is the agent's tunnel. The
-// addresses come from the documentation ranges (192.0.2.0/24 for the veth,
+// addresses come from the documentation ranges (203.0.113.0/24 for the veth,
 // 198.51.100.0/24 for the kubelet) with a random /30 so parallel runs do not
-// collide; nothing ever sends to them outside these interfaces.
+// collide; nothing ever sends to them outside these interfaces. A machine
+// whose own network is in one of those ranges (some sandboxes use
+// 192.0.2.0/24, hence not that one) is refused rather than shadowed.
 type edgeNet struct {
 	ns                     string
 	vethRoot, vethEdge     string
@@ -42,6 +44,24 @@ func ipCmd(args ...string) error {
 	return nil
 }
 
+// rangesUnused fails when an interface of this machine already has an
+// address in one of the /24 prefixes: the test's routes would shadow real
+// neighbours.
+func rangesUnused(prefixes ...string) error {
+	out, err := exec.Command("ip", "-4", "-o", "addr", "show").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip addr: %v: %s", err, out)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		for _, p := range prefixes {
+			if strings.Contains(line, " inet "+p) && !strings.Contains(line, "eut") {
+				return fmt.Errorf("this machine already uses %s0/24 (%s): refusing to add test routes there", p, strings.TrimSpace(line))
+			}
+		}
+	}
+	return nil
+}
+
 // newEdgeNet creates the namespace and links; cleanup must be called even
 // when it fails part-way.
 func newEdgeNet() (*edgeNet, func(), error) {
@@ -50,13 +70,16 @@ func newEdgeNet() (*edgeNet, func(), error) {
 		return nil, func() {}, err
 	}
 	id := hex.EncodeToString(b[:])
-	k := 1 + int(b[0])%62 // /30 number inside 192.0.2.0/24
+	if err := rangesUnused("203.0.113.", "198.51.100."); err != nil {
+		return nil, func() {}, err
+	}
+	k := 1 + int(b[0])%62 // /30 number inside 203.0.113.0/24
 	e := &edgeNet{
 		ns:         "eut-tun-" + id,
 		vethRoot:   "eutr" + id,
 		vethEdge:   "eute" + id,
-		uplinkRoot: fmt.Sprintf("192.0.2.%d", 4*k+1),
-		uplinkEdge: fmt.Sprintf("192.0.2.%d", 4*k+2),
+		uplinkRoot: fmt.Sprintf("203.0.113.%d", 4*k+1),
+		uplinkEdge: fmt.Sprintf("203.0.113.%d", 4*k+2),
 		kubeletIP:  fmt.Sprintf("198.51.100.%d", 10+int(b[1])%240),
 	}
 	cleanup := func() {

@@ -1,0 +1,192 @@
+//go:build linux
+
+// Package netnstest gives tests network namespaces of their own: named, so
+// both netlink and `ip netns exec` reach them, removed when the test ends
+// even if it fails, and optionally linked to the test's own namespace by a
+// veth pair. A test skips, with the kernel's reason, where namespaces or
+// veths are refused (no root, a sandbox).
+package netnstest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// NS is a named network namespace.
+type NS struct {
+	// Name is what `ip netns exec` takes; Path its bind mount.
+	Name, Path string
+	// Handle is open until the test ends.
+	Handle netns.NsHandle
+}
+
+// New creates a namespace named prefix-<random> with its loopback up (so
+// processes in it can listen on 127.0.0.1). It is deleted when the test
+// ends.
+func New(tb testing.TB, prefix string) *NS {
+	tb.Helper()
+	name := prefix + "-" + randomHex(tb)
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		tb.Skipf("network namespaces unavailable: reading the current namespace: %v", err)
+	}
+	defer func() { _ = orig.Close() }()
+	h, err := netns.NewNamed(name)
+	// NewNamed moved this thread into the new namespace: move it back
+	// before anything else runs on it.
+	if serr := netns.Set(orig); serr != nil {
+		panic(fmt.Sprintf("cannot return to the original network namespace: %v", serr))
+	}
+	if err != nil {
+		tb.Skipf("the kernel refused to create a network namespace (needs root/CAP_SYS_ADMIN): %v", err)
+	}
+	n := &NS{Name: name, Path: filepath.Join("/var/run/netns", name), Handle: h}
+	tb.Cleanup(func() {
+		_ = h.Close()
+		if err := netns.DeleteNamed(name); err != nil {
+			tb.Errorf("deleting network namespace %s: %v", name, err)
+		}
+	})
+	nh, err := netlink.NewHandleAt(h)
+	if err != nil {
+		tb.Skipf("netlink in the test namespace unavailable: %v", err)
+	}
+	defer nh.Close()
+	lo, err := nh.LinkByName("lo")
+	if err == nil {
+		err = nh.LinkSetUp(lo)
+	}
+	if err != nil {
+		tb.Fatalf("bringing up lo in %s: %v", name, err)
+	}
+	return n
+}
+
+// Link is a veth pair between the test's namespace (Host*) and an NS.
+type Link struct {
+	HostDev, NSDev string
+	HostIP, NSIP   string
+}
+
+// linkBlocks are the /30s a Link may take: in 198.51.100.0/24
+// (documentation range, TEST-NET-2) but outside .10–.249, which the tunnel
+// integration test puts on its own namespace's loopback; not in
+// 192.0.2.0/24, which can be a real interface's network (eth0's, on the
+// machine these tests were written on).
+var linkBlocks = []string{"198.51.100.0", "198.51.100.4", "198.51.100.252"}
+
+// Link connects the namespace to the test's one with a veth pair on the
+// first /30 of linkBlocks no interface of the test's namespace uses: the
+// host end gets .1 of the block, the namespace end .2. The pair is removed
+// when the test ends.
+func (n *NS) Link(tb testing.TB) *Link {
+	tb.Helper()
+	base, err := freeBlock()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	id := randomHex(tb)
+	l := &Link{HostDev: "eunth" + id, NSDev: "eunns" + id,
+		HostIP: addIP(base, 1).String(), NSIP: addIP(base, 2).String()}
+	la := netlink.NewLinkAttrs()
+	la.Name = l.HostDev
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: l.NSDev, PeerNamespace: netlink.NsFd(int(n.Handle))}
+	if err := netlink.LinkAdd(veth); err != nil {
+		tb.Skipf("the kernel refused to create a veth pair: %v", err)
+	}
+	tb.Cleanup(func() {
+		// Deleting either end deletes both; the namespace's deletion
+		// would too, but the host end must not outlive a failed setup.
+		if link, err := netlink.LinkByName(l.HostDev); err == nil {
+			if err := netlink.LinkDel(link); err != nil {
+				tb.Errorf("deleting veth %s: %v", l.HostDev, err)
+			}
+		}
+	})
+	hostH, err := netlink.NewHandle()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer hostH.Close()
+	nsH, err := netlink.NewHandleAt(n.Handle)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer nsH.Close()
+	if err := configure(hostH, l.HostDev, l.HostIP); err != nil {
+		tb.Fatal(err)
+	}
+	if err := configure(nsH, l.NSDev, l.NSIP); err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+// configure gives dev ip/30 and brings it up.
+func configure(h *netlink.Handle, dev, ip string) error {
+	link, err := h.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	addr, err := netlink.ParseAddr(ip + "/30")
+	if err != nil {
+		return err
+	}
+	if err := h.AddrAdd(link, addr); err != nil {
+		return fmt.Errorf("adding %s to %s: %w", ip, dev, err)
+	}
+	if err := h.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bringing up %s: %w", dev, err)
+	}
+	return nil
+}
+
+// freeBlock returns the first of linkBlocks that no local address or
+// connected network overlaps (another test's veth, a real interface).
+func freeBlock() (net.IP, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("listing addresses: %w", err)
+	}
+	for _, b := range linkBlocks {
+		_, block, _ := net.ParseCIDR(b + "/30")
+		used := false
+		for _, a := range addrs {
+			if block.Contains(a.IP) || a.Contains(block.IP) {
+				used = true
+				break
+			}
+		}
+		if !used {
+			return block.IP, nil
+		}
+	}
+	return nil, fmt.Errorf("every veth block of the test range is in use: %v", linkBlocks)
+}
+
+func addIP(ip net.IP, n byte) net.IP {
+	out := append(net.IP(nil), ip.To4()...)
+	out[3] += n
+	return out
+}
+
+// randomHex is 6 hex digits: short, as interface names are at most 15
+// bytes.
+func randomHex(tb testing.TB) string {
+	tb.Helper()
+	b := make([]byte, 3)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatal(err)
+	}
+	return hex.EncodeToString(b)
+}
