@@ -217,19 +217,29 @@ func provisionWebhookCert(ctx context.Context, mgr ctrl.Manager, o Options) erro
 	return mgr.Add(p)
 }
 
-// trimNode drops what no controller reads from cached Nodes (managed
-// fields, image lists, volume state): at 10,000 nodes that is most of the
-// cache's memory.
+// trimNode keeps of a cached Node only what the controllers read: its
+// metadata (labels, annotations), taints, the Ready condition and the
+// InternalIP address. At 10,000 nodes the rest of the status (images,
+// capacity, the other conditions, system info) is most of the cache's
+// memory.
 func trimNode(obj any) (any, error) {
 	n, ok := obj.(*corev1.Node)
 	if !ok {
 		return obj, nil
 	}
 	n.ManagedFields = nil
-	n.Status.Images = nil
-	n.Status.VolumesAttached = nil
-	n.Status.VolumesInUse = nil
-	n.Status.NodeInfo = corev1.NodeSystemInfo{KubeletVersion: n.Status.NodeInfo.KubeletVersion}
+	st := corev1.NodeStatus{}
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			st.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
+		}
+	}
+	for _, a := range n.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			st.Addresses = append(st.Addresses, a)
+		}
+	}
+	n.Status = st
 	return n, nil
 }
 

@@ -3,7 +3,6 @@ package autonomy_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -16,27 +15,16 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/autonomy"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
-var seq int
-
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 // newNode creates a node as the NodePool controller leaves it ("" duration:
 // not autonomous).
 func newNode(ctx context.Context, duration string) string {
 	GinkgoHelper()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: uniq("node"), Labels: map[string]string{}, Annotations: map[string]string{}}}
-	if duration != "" {
-		n.Labels[edgev1.LabelAutonomy] = "true"
-		n.Annotations[edgev1.AnnotationAutonomyDuration] = duration
-	}
-	Expect(k8s.Create(ctx, n)).To(Succeed())
-	DeferCleanup(func(ctx context.Context) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, n))).To(Succeed()) })
-	return n.Name
+	return suite.AutonomousNode(ctx, k8s, duration)
 }
 
 func newPod(ctx context.Context, change func(*corev1.Pod)) *corev1.Pod {

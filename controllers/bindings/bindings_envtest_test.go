@@ -20,16 +20,10 @@ import (
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/bindings"
 	"github.com/edgeunit/edgeunit/controllers/edgeunit"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
-var seq int
-
-// uniq makes names unique across specs so they never see each other's
-// objects.
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 func newUnit(ctx context.Context, name string, na edgev1.NetworkAutonomySpec) *edgev1.EdgeUnit {
 	GinkgoHelper()

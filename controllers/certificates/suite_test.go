@@ -10,25 +10,18 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	testingclock "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/internal/testenv"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
 const (
@@ -51,58 +44,21 @@ func TestCertificates(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
-	SetDefaultEventuallyTimeout(30 * time.Second)
-	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
-
-	env, err := testenv.Environment(false)
-	Expect(err).NotTo(HaveOccurred())
-	restCfg, err = env.Start()
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })
-
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	k8s, err = client.New(restCfg, client.Options{Scheme: scheme})
-	Expect(err).NotTo(HaveOccurred())
+	c := suite.Start(testenv.ClusterOptions{Namespaces: []string{managerNS}})
+	k8s, restCfg = c.Client, c.Config
 	ctx := context.Background()
 
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}})).To(Succeed())
 	grantManager(ctx, managerNS)
 	// Nodes, bootstrap tokens and anyone else may create CSRs (a real
 	// cluster grants nodes this through the Node authorizer); what they
 	// get is the approver's business.
-	Expect(k8s.Create(ctx, &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: "test-csr-requester"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"certificatesigningrequests"},
-			Verbs: []string{"create", "get", "list", "watch"}}},
-	})).To(Succeed())
-	Expect(k8s.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "test-csr-requester"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "test-csr-requester"},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: "system:authenticated"}},
-	})).To(Succeed())
+	suite.AllowCSRs(ctx, k8s, "test-csr-requester", "system:authenticated")
 
 	managerCf = impersonating(managerUser, "system:serviceaccounts", "system:serviceaccounts:"+managerNS)
 	clk = testingclock.NewFakeClock(time.Now())
-	mgr, err := ctrl.NewManager(managerCf, ctrl.Options{
-		Scheme:     scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
-	})
-	Expect(err).NotTo(HaveOccurred())
-	mctx, cancel := context.WithCancel(context.Background())
-	Expect(certificates.SetupWithManager(mctx, mgr, certificates.Options{Namespace: managerNS, Clock: clk})).To(Succeed())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(mctx)).To(Succeed())
-	}()
-	DeferCleanup(func() {
-		cancel()
-		Eventually(done, time.Minute).Should(BeClosed())
-	})
+	suite.StartManager(c, testenv.ManagerOptions{Config: managerCf, Setup: func(ctx context.Context, mgr ctrl.Manager) error {
+		return certificates.SetupWithManager(ctx, mgr, certificates.Options{Namespace: managerNS, Clock: clk})
+	}})
 })
 
 // impersonating is the admin config acting as user in groups (plus
@@ -192,5 +148,3 @@ func markerRules() (cluster, namespaced []rbacv1.PolicyRule) {
 	Expect(cluster).NotTo(BeEmpty())
 	return cluster, namespaced
 }
-
-func ptrTo[T any](v T) *T { return &v }

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"slices"
-	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -27,6 +25,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/index"
+	"github.com/edgeunit/edgeunit/controllers/internal/lastwrite"
 )
 
 // FieldOwner is the field manager of every write the EdgeUnit controller
@@ -126,13 +125,7 @@ type Reconciler struct {
 	// it); while the cache still shows a superseded version, the
 	// remembered state stands in, so the same status (and its events) is
 	// never written twice and the finalizer patch never conflicts.
-	written sync.Map // unit name -> writtenState
-}
-
-type writtenState struct {
-	superseded map[string]bool
-	status     edgev1.EdgeUnitStatus
-	finalizers []string
+	written lastwrite.Memory[edgev1.EdgeUnitStatus, *edgev1.EdgeUnitStatus]
 }
 
 // SetupWithManager registers the indexes and the EdgeUnit controller.
@@ -175,11 +168,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 	unit := &edgev1.EdgeUnit{}
 	if err := r.Client.Get(ctx, req.NamespacedName, unit); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.written.Delete(req.Name)
+			r.written.Forget(req.Name)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	written := r.freshen(unit)
+	written := r.written.Freshen(unit, &unit.Status)
 	if !unit.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.reconcileDelete(ctx, unit)
 	}
@@ -211,7 +204,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 // resourceVersion is involved, so it does not conflict with the bindings
 // controller writing the unit's status from a fresher copy, and it drops no
 // finalizer others add.
-func (r *Reconciler) addFinalizer(ctx context.Context, unit *edgev1.EdgeUnit, written writtenState) error {
+func (r *Reconciler) addFinalizer(ctx context.Context, unit *edgev1.EdgeUnit, written lastwrite.State[edgev1.EdgeUnitStatus]) error {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(edgev1.GroupVersion.WithKind("EdgeUnit"))
 	u.SetName(unit.Name)
@@ -219,32 +212,10 @@ func (r *Reconciler) addFinalizer(ctx context.Context, unit *edgev1.EdgeUnit, wr
 	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner)); err != nil {
 		return fmt.Errorf("adding finalizer to EdgeUnit %s: %w", unit.Name, err)
 	}
-	written.superseded[unit.ResourceVersion] = true
+	written.Supersede(unit.ResourceVersion)
 	controllerutil.AddFinalizer(unit, Finalizer)
-	r.remember(unit, written)
+	r.written.Remember(unit, &unit.Status, written)
 	return nil
-}
-
-// freshen replaces a stale cached unit's status and finalizers with what
-// this reconciler last wrote, and returns the record to extend with the
-// writes of this pass.
-func (r *Reconciler) freshen(unit *edgev1.EdgeUnit) writtenState {
-	if v, ok := r.written.Load(unit.Name); ok {
-		w := v.(writtenState)
-		if w.superseded[unit.ResourceVersion] {
-			unit.Status = *w.status.DeepCopy()
-			unit.Finalizers = slices.Clone(w.finalizers)
-			return w
-		}
-		r.written.Delete(unit.Name)
-	}
-	return writtenState{superseded: map[string]bool{}}
-}
-
-func (r *Reconciler) remember(unit *edgev1.EdgeUnit, w writtenState) {
-	w.status = *unit.Status.DeepCopy()
-	w.finalizers = slices.Clone(unit.Finalizers)
-	r.written.Store(unit.Name, w)
 }
 
 func (r *Reconciler) now() time.Time {

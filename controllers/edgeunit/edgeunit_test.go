@@ -23,15 +23,10 @@ import (
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/edgeunit"
 	"github.com/edgeunit/edgeunit/internal/hubinstall"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
-var seq int
-
-// uniq makes names unique across specs so they never see each other's objects.
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 func newUnit(ctx context.Context, name string, pools []string, mutate ...func(*edgev1.EdgeUnit)) *edgev1.EdgeUnit {
 	GinkgoHelper()

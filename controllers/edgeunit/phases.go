@@ -20,6 +20,7 @@ import (
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/index"
+	"github.com/edgeunit/edgeunit/controllers/internal/lastwrite"
 )
 
 // observed is what one pass saw and did; computeStatus turns it into status.
@@ -206,7 +207,7 @@ func configMapMeta() *metav1.PartialObjectMetadata {
 
 // patchStatus is the pass's one status write, made only when the status
 // changed; it records events for the conditions that changed status.
-func (r *Reconciler) patchStatus(ctx context.Context, unit *edgev1.EdgeUnit, obs *observed, syncErr error, written writtenState) error {
+func (r *Reconciler) patchStatus(ctx context.Context, unit *edgev1.EdgeUnit, obs *observed, syncErr error, written lastwrite.State[edgev1.EdgeUnitStatus]) error {
 	next := computeStatus(unit, obs, syncErr)
 	if statusEqual(unit.Status, next) {
 		return nil
@@ -220,8 +221,8 @@ func (r *Reconciler) patchStatus(ctx context.Context, unit *edgev1.EdgeUnit, obs
 	if err := r.Client.Status().Apply(ctx, newStatusApply(unit.Name, next), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("applying status of EdgeUnit %s: %w", unit.Name, err))
 	}
-	written.superseded[before.ResourceVersion] = true
-	r.remember(unit, written)
+	written.Supersede(before.ResourceVersion)
+	r.written.Remember(unit, &unit.Status, written)
 	for _, t := range transitions(before.Status.Conditions, next.Conditions) {
 		ctrl.LoggerFrom(ctx).V(2).Info("EdgeUnit condition changed", "edgeUnit", klog.KObj(unit),
 			"type", t.Type, "status", t.Status, "reason", t.Reason)

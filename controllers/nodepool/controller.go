@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +24,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/index"
+	"github.com/edgeunit/edgeunit/controllers/internal/lastwrite"
 )
 
 // FieldOwner is the field manager of every write the NodePool controllers make.
@@ -47,13 +47,7 @@ type PoolReconciler struct {
 	// its own status write (status-only updates do not requeue it); while
 	// the cache still shows a superseded version, the remembered state
 	// stands in, so the same status is never written twice.
-	written sync.Map // pool name -> writtenState
-}
-
-type writtenState struct {
-	superseded map[string]bool
-	status     edgev1.NodePoolStatus
-	finalizers []string
+	written lastwrite.Memory[edgev1.NodePoolStatus, *edgev1.NodePoolStatus]
 }
 
 // SetupWithManager registers the indexes and both NodePool controllers.
@@ -90,11 +84,11 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	pool := &edgev1.NodePool{}
 	if err := r.Client.Get(ctx, req.NamespacedName, pool); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.written.Delete(req.Name)
+			r.written.Forget(req.Name)
 		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	written := r.freshen(pool)
+	written := r.written.Freshen(pool, &pool.Status)
 
 	if !pool.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, r.reconcileDelete(ctx, pool)
@@ -120,11 +114,11 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	before := pool.DeepCopy()
 	wasReady := isReady(pool.Status.Conditions)
 	pool.Status = next
-	written.superseded[pool.ResourceVersion] = true
+	written.Supersede(pool.ResourceVersion)
 	if err := r.Client.Status().Patch(ctx, pool, client.MergeFrom(before), client.FieldOwner(FieldOwner)); err != nil {
 		return reconcile.Result{}, fmt.Errorf("patching status of NodePool %s: %w", pool.Name, err)
 	}
-	r.remember(pool, written)
+	r.written.Remember(pool, &pool.Status, written)
 	if nowReady := isReady(next.Conditions); nowReady != wasReady {
 		log.V(2).Info("NodePool readiness changed", "nodePool", klog.KObj(pool), "ready", nowReady)
 		r.event(pool, nowReady)
@@ -142,28 +136,6 @@ func (r *PoolReconciler) event(pool *edgev1.NodePool, ready bool) {
 	}
 	c := findCondition(pool.Status.Conditions, edgev1.ConditionReady)
 	r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, c.Reason, "Sync", "%s", c.Message)
-}
-
-// freshen replaces a stale cached pool's status and finalizers with what
-// this reconciler last wrote, and returns the record to extend with the
-// writes of this pass.
-func (r *PoolReconciler) freshen(pool *edgev1.NodePool) writtenState {
-	if v, ok := r.written.Load(pool.Name); ok {
-		w := v.(writtenState)
-		if w.superseded[pool.ResourceVersion] {
-			pool.Status = *w.status.DeepCopy()
-			pool.Finalizers = slices.Clone(w.finalizers)
-			return w
-		}
-		r.written.Delete(pool.Name)
-	}
-	return writtenState{superseded: map[string]bool{}}
-}
-
-func (r *PoolReconciler) remember(pool *edgev1.NodePool, w writtenState) {
-	w.status = *pool.Status.DeepCopy()
-	w.finalizers = slices.Clone(pool.Finalizers)
-	r.written.Store(pool.Name, w)
 }
 
 // setFinalizer adds (or, with present false, removes) the cleanup
@@ -191,14 +163,14 @@ func (r *PoolReconciler) setFinalizer(ctx context.Context, pool *edgev1.NodePool
 	return nil
 }
 
-func (r *PoolReconciler) addFinalizer(ctx context.Context, pool *edgev1.NodePool, written writtenState) error {
+func (r *PoolReconciler) addFinalizer(ctx context.Context, pool *edgev1.NodePool, written lastwrite.State[edgev1.NodePoolStatus]) error {
 	from := pool.ResourceVersion
 	if err := r.setFinalizer(ctx, pool, true); err != nil {
 		return fmt.Errorf("adding finalizer to NodePool %s: %w", pool.Name, err)
 	}
-	written.superseded[from] = true
+	written.Supersede(from)
 	controllerutil.AddFinalizer(pool, edgev1.FinalizerNodePool)
-	r.remember(pool, written)
+	r.written.Remember(pool, &pool.Status, written)
 	return nil
 }
 

@@ -35,7 +35,7 @@ func (r *PoolReconciler) reconcileDelete(ctx context.Context, pool *edgev1.NodeP
 	if err := r.setFinalizer(ctx, pool, false); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("removing finalizer from NodePool %s: %w", pool.Name, err))
 	}
-	r.written.Delete(pool.Name)
+	r.written.Forget(pool.Name)
 	ctrl.LoggerFrom(ctx).V(2).Info("Released NodePool", "nodePool", klog.KObj(pool))
 	return nil
 }

@@ -18,15 +18,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
-var seq int
-
-// uniq makes names unique across specs so they never see each other's objects.
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 func newNode(ctx context.Context, name, pool string, ready bool, labels map[string]string, taints ...corev1.Taint) *corev1.Node {
 	GinkgoHelper()

@@ -16,14 +16,10 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/topology"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
-var seq int
-
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 // newService creates a Service the way a user's tool would, with
 // client-side writes under the manager name "user".

@@ -30,15 +30,11 @@ import (
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/tunnelendpoint"
 	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 	"github.com/edgeunit/edgeunit/internal/tunnel"
 )
 
-var seq int
-
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 func newEndpoint(name string, mutate ...func(*edgev1.TunnelEndpoint)) *edgev1.TunnelEndpoint {
 	te := &edgev1.TunnelEndpoint{

@@ -22,23 +22,13 @@ import (
 )
 
 func TestProvisionerAgainstAPIServer(t *testing.T) {
-	env, err := testenv.Environment(false)
+	cluster, err := testenv.StartCluster(testenv.ClusterOptions{Namespaces: []string{"edgeunit-system"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	c, err := client.New(cfg, client.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { _ = cluster.Stop() })
+	c := cluster.Client
 	ctx := context.Background()
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "edgeunit-system"}}); err != nil {
-		t.Fatal(err)
-	}
 	none := admissionregistrationv1.SideEffectClassNone
 	path := "/validate"
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{

@@ -2,7 +2,6 @@ package pod_test
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -13,27 +12,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
-var seq int
-
-func uniq(prefix string) string {
-	seq++
-	return fmt.Sprintf("%s-%d", prefix, seq)
-}
+var uniq = suite.Uniq
 
 // autonomousNode creates a node as the NodePool controller leaves it for
 // an autonomous pool (duration "" means not autonomous).
 func autonomousNode(ctx context.Context, duration string) string {
 	GinkgoHelper()
-	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: uniq("node"), Labels: map[string]string{}, Annotations: map[string]string{}}}
-	if duration != "" {
-		n.Labels[edgev1.LabelAutonomy] = "true"
-		n.Annotations[edgev1.AnnotationAutonomyDuration] = duration
-	}
-	Expect(k8s.Create(ctx, n)).To(Succeed())
-	DeferCleanup(func(ctx context.Context) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, n))).To(Succeed()) })
-	return n.Name
+	return suite.AutonomousNode(ctx, k8s, duration)
 }
 
 func pool(ctx context.Context, autonomy *edgev1.AutonomySpec) string {

@@ -15,9 +15,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,11 +31,10 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers"
-	"github.com/edgeunit/edgeunit/internal/testenv"
+	"github.com/edgeunit/edgeunit/test/bench/benchutil"
 )
 
 // The size, as in the issue: 2,000 nodes in 100 pools. BENCH_NODEPOOL_NODES
@@ -278,28 +275,7 @@ func report(b *testing.B, sc scenario, r result) {
 // startEnv starts kube-apiserver and etcd with the project's CRDs.
 func startEnv(b *testing.B) (*rest.Config, func() error) {
 	b.Helper()
-	assets, err := testenv.AssetsDir()
-	if err != nil {
-		b.Fatalf("Finding envtest binaries: %v", err)
-	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		b.Fatalf("Finding the repository root: %v", err)
-	}
-	env := &envtest.Environment{
-		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
-		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets,
-		// A cold start on 2 busy cores can exceed the 20 s default.
-		ControlPlaneStartTimeout: 2 * time.Minute,
-		ControlPlaneStopTimeout:  time.Minute,
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		_ = env.Stop()
-		b.Fatalf("Starting envtest: %v", err)
-	}
-	return cfg, sync.OnceValue(env.Stop)
+	return benchutil.StartEnv(b)
 }
 
 // startManager runs the real manager in-process and returns a function
@@ -607,36 +583,7 @@ func waitIdle(ctx context.Context, rc *requestCounter) error {
 
 // memory returns the process's peak RSS since resetPeakRSS, its RSS after
 // a GC, and the Go heap in use, in MiB.
-func memory() (peak, rss, heap float64) {
-	runtime.GC()
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	heap = float64(ms.HeapInuse) / (1 << 20)
-	raw, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, 0, heap
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		var kb float64
-		switch {
-		case strings.HasPrefix(line, "VmHWM:"):
-			if _, err := fmt.Sscanf(strings.TrimPrefix(line, "VmHWM:"), "%f", &kb); err == nil {
-				peak = kb / 1024
-			}
-		case strings.HasPrefix(line, "VmRSS:"):
-			if _, err := fmt.Sscanf(strings.TrimPrefix(line, "VmRSS:"), "%f", &kb); err == nil {
-				rss = kb / 1024
-			}
-		}
-	}
-	return peak, rss, heap
-}
+func memory() (peak, rss, heap float64) { return benchutil.Memory() }
 
-// resetPeakRSS resets VmHWM (Linux >= 4.0) so each scenario reports its
-// own peak; best effort.
-func resetPeakRSS() {
-	runtime.GC()
-	debug.FreeOSMemory()
-	_ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-}
+// resetPeakRSS resets VmHWM so each scenario reports its own peak.
+func resetPeakRSS() { benchutil.ResetPeakRSS() }

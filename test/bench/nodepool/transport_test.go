@@ -3,7 +3,6 @@ package nodepool_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +12,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/edgeunit/edgeunit/test/bench/benchutil"
 )
 
 // Indexes into counts.
@@ -78,31 +79,14 @@ func newRequestCounter() *requestCounter {
 	return &requestCounter{nodeWrites: map[string]int{}, other: map[string]int{}, failures: map[string]int{}, lastReady: map[string]string{}, eventsPerPool: map[string]int{}}
 }
 
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
 // wrap is a rest.Config.WrapTransport.
 func (rc *requestCounter) wrap(next http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(req *http.Request) (*http.Response, error) {
-		var body []byte
-		if req.Method != http.MethodGet && req.GetBody != nil {
-			if rd, err := req.GetBody(); err == nil {
-				body, _ = io.ReadAll(rd)
-				_ = rd.Close()
-			}
-		}
-		resp, err := next.RoundTrip(req)
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		rc.record(req.Method, req.URL.Path, req.URL.Query().Get("watch"), status, err != nil)
+	return benchutil.WrapTransport(func(r benchutil.Request, status int, err error, body []byte) {
+		rc.record(r.Method, r.Path, r.WatchParam, status, err != nil)
 		if status/100 == 2 {
-			rc.inspect(classify(req.Method, req.URL.Path, ""), req.URL.Path, body)
+			rc.inspect(classify(r.Method, r.Path, ""), r.Path, body)
 		}
-		return resp, err
-	})
+	})(next)
 }
 
 func (rc *requestCounter) record(method, path, watch string, status int, failed bool) {
@@ -246,67 +230,28 @@ type request struct {
 }
 
 // classify maps an API request to its verb and, for writes, what it wrote.
-// Paths are /api/v1/... or /apis/<group>/<version>/..., then optionally
-// namespaces/<ns>/, then <resource>[/<name>[/<subresource>]].
 func classify(method, path, watch string) request {
-	var r request
-	switch method {
-	case http.MethodPost:
-		r.verb, r.write = cPost, true
-	case http.MethodPut:
-		r.verb, r.write = cPut, true
-	case http.MethodPatch:
-		r.verb, r.write = cPatch, true
-	case http.MethodDelete:
-		r.verb, r.write = cDelete, true
-	}
-
-	segs := strings.Split(strings.Trim(path, "/"), "/")
-	var group string
-	switch {
-	case len(segs) >= 2 && segs[0] == "api":
-		segs = segs[2:]
-	case len(segs) >= 3 && segs[0] == "apis":
-		group, segs = segs[1], segs[3:]
-	default:
-		segs = nil // discovery, /version, /openapi
-	}
-	if len(segs) >= 3 && segs[0] == "namespaces" {
-		segs = segs[2:]
-	}
-	var resource, name, sub string
-	if len(segs) > 0 {
-		resource = segs[0]
-	}
-	if len(segs) > 1 {
-		name = segs[1]
-	}
-	if len(segs) > 2 {
-		sub = segs[2]
-	}
-
+	p := benchutil.ParseRequest(method, path, watch)
+	r := request{verb: verbIndex[p.Verb], write: p.Write}
 	if !r.write {
-		switch {
-		case watch == "true" || watch == "1":
-			r.verb = cWatch
-		case resource != "" && name == "":
-			r.verb = cList
-		default:
-			r.verb = cGet
-		}
 		return r
 	}
 	switch {
-	case group == "" && resource == "nodes" && name != "" && sub == "":
-		r.target, r.name = cNodeWrite, name
-	case group == "edge.edgeunit.io" && resource == "nodepools" && name != "" && sub == "":
+	case p.Group == "" && p.Resource == "nodes" && p.Name != "" && p.Sub == "":
+		r.target, r.name = cNodeWrite, p.Name
+	case p.Group == "edge.edgeunit.io" && p.Resource == "nodepools" && p.Name != "" && p.Sub == "":
 		r.target = cPoolWrite
-	case group == "edge.edgeunit.io" && resource == "nodepools" && name != "" && sub == "status":
+	case p.Group == "edge.edgeunit.io" && p.Resource == "nodepools" && p.Name != "" && p.Sub == "status":
 		r.target = cPoolStatusWrite
-	case resource == "events" && (group == "" || group == "events.k8s.io"):
+	case p.Resource == "events" && (p.Group == "" || p.Group == "events.k8s.io"):
 		r.target = cEventWrite
 	default:
 		r.target = cOtherWrite
 	}
 	return r
+}
+
+var verbIndex = map[string]int{
+	benchutil.VerbGet: cGet, benchutil.VerbList: cList, benchutil.VerbWatch: cWatch,
+	benchutil.VerbPost: cPost, benchutil.VerbPut: cPut, benchutil.VerbPatch: cPatch, benchutil.VerbDelete: cDelete,
 }

@@ -1,0 +1,188 @@
+package edgeunit_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers"
+	"github.com/edgeunit/edgeunit/test/bench/benchutil"
+)
+
+// benchWrites counts the bench's own writes the way kube-apiserver's
+// apiserver_request_total keys them, so they can be taken out of its
+// totals.
+type benchWrites struct {
+	mu sync.Mutex
+	t  tally
+}
+
+func (w *benchWrites) observe(r benchutil.Request, status int, _ error, _ []byte) {
+	if !r.Write {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.t[r.Method+" "+resourceKey(r.Group, r.Resource, r.Sub)+" "+strconv.Itoa(status)]++
+}
+
+func (w *benchWrites) snapshot() tally {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.t.add(nil)
+}
+
+// newClient returns a client without client-side rate limit, so the load
+// generator and the verifier are never the bottleneck; with w, it counts
+// its writes.
+func newClient(b *testing.B, cfg *rest.Config, w *benchWrites) client.Client {
+	b.Helper()
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = -1, 0
+	if w != nil {
+		cfg.WrapTransport = benchutil.WrapTransport(w.observe)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
+	if err != nil {
+		b.Fatalf("Creating a client: %v", err)
+	}
+	return c
+}
+
+func nodeName(i int) string { return fmt.Sprintf("edge-node-%05d", i) }
+func poolName(i int) string { return fmt.Sprintf("pool-%03d", i) }
+func unitName(i int) string { return fmt.Sprintf("unit-%03d", i) }
+
+// poolOfNode and unitOfPool lay the nodes out: node i is in pool
+// i % numPools, pool p in unit p / poolsPerUnit.
+func poolOfNode(i int) int { return i % numPools }
+func unitOfPool(p int) int { return p / poolsPerUnit }
+
+// createNodes creates the nodes, each labelled into its pool, then gives
+// each a kubelet-like status with Ready=True through the status
+// subresource.
+func createNodes(ctx context.Context, c client.Client) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(createWorkers)
+	for i := range numNodes {
+		g.Go(func() error {
+			name := nodeName(i)
+			node := &corev1.Node{
+				ObjectMeta: metav1.ObjectMeta{
+					Name: name,
+					Labels: map[string]string{
+						edgev1.LabelNodePool:               poolName(poolOfNode(i)),
+						"kubernetes.io/hostname":           name,
+						"kubernetes.io/os":                 "linux",
+						"kubernetes.io/arch":               "amd64",
+						"node.kubernetes.io/instance-type": "edge-small",
+					},
+				},
+				Spec: corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.%d.%d.0/24", 64+i/256, i%256)},
+			}
+			if err := c.Create(ctx, node); err != nil {
+				return fmt.Errorf("creating node %s: %w", name, err)
+			}
+			before := node.DeepCopy()
+			now := metav1.Now()
+			cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
+				return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
+			}
+			node.Status = corev1.NodeStatus{
+				Conditions: []corev1.NodeCondition{
+					cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
+					cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
+					cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
+					cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
+				},
+				Addresses: []corev1.NodeAddress{
+					{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("172.%d.%d.%d", 16+i/65536, i/256%256, i%256)},
+					{Type: corev1.NodeHostName, Address: name},
+				},
+				Capacity: corev1.ResourceList{
+					corev1.ResourceCPU:    resource.MustParse("4"),
+					corev1.ResourceMemory: resource.MustParse("8Gi"),
+					corev1.ResourcePods:   resource.MustParse("110"),
+				},
+				Allocatable: corev1.ResourceList{
+					corev1.ResourceCPU:    resource.MustParse("3800m"),
+					corev1.ResourceMemory: resource.MustParse("7Gi"),
+					corev1.ResourcePods:   resource.MustParse("110"),
+				},
+				NodeInfo: corev1.NodeSystemInfo{
+					KubeletVersion: "v1.36.3", OperatingSystem: "linux", Architecture: "amd64",
+					ContainerRuntimeVersion: "containerd://2.1.0", OSImage: "Ubuntu 24.04 LTS",
+				},
+			}
+			if err := c.Status().Patch(ctx, node, client.MergeFrom(before)); err != nil {
+				return fmt.Errorf("setting status of node %s: %w", name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+func desiredPool(i int) *edgev1.NodePool {
+	name := poolName(i)
+	return &edgev1.NodePool{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: edgev1.NodePoolSpec{
+			Type:        edgev1.NodePoolEdge,
+			Labels:      map[string]string{"example.com/site": name, "example.com/tier": "edge"},
+			Annotations: map[string]string{"example.com/contact": "ops-" + name + "@example.com"},
+			Taints:      []edgev1.NodePoolTaint{{Key: "example.com/dedicated", Value: name, Effect: "NoSchedule"}},
+			Autonomy:    &edgev1.AutonomySpec{Enabled: true, Duration: &metav1.Duration{Duration: time.Hour}},
+		},
+	}
+}
+
+func desiredEndpoint() *edgev1.TunnelEndpoint {
+	return &edgev1.TunnelEndpoint{
+		ObjectMeta: metav1.ObjectMeta{Name: endpointName},
+		Spec: edgev1.TunnelEndpointSpec{
+			Service: edgev1.TunnelExposure{Type: "ClusterIP", Addresses: []string{"127.0.0.1"}},
+		},
+	}
+}
+
+func desiredUnit(u int) *edgev1.EdgeUnit {
+	pools := make([]string, 0, poolsPerUnit)
+	for p := u * poolsPerUnit; p < (u+1)*poolsPerUnit; p++ {
+		pools = append(pools, poolName(p))
+	}
+	return &edgev1.EdgeUnit{
+		ObjectMeta: metav1.ObjectMeta{Name: unitName(u)},
+		Spec: edgev1.EdgeUnitSpec{
+			NodePools: pools,
+			Tunnel:    &edgev1.TunnelSpec{Endpoint: endpointName},
+		},
+	}
+}
+
+// createAll creates n objects with createWorkers concurrent creators.
+func createAll(ctx context.Context, c client.Client, n int, obj func(int) client.Object) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(createWorkers)
+	for i := range n {
+		g.Go(func() error {
+			o := obj(i)
+			if err := c.Create(ctx, o); err != nil {
+				return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
