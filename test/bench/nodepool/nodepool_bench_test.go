@@ -26,7 +26,6 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -346,76 +345,13 @@ func createNodes(ctx context.Context, c client.Client) error {
 	g.SetLimit(createWorkers)
 	for i := range numNodes {
 		g.Go(func() error {
-			name := fmt.Sprintf("edge-node-%04d", i)
-			node := &corev1.Node{
-				ObjectMeta: metav1.ObjectMeta{
-					Name: name,
-					Labels: map[string]string{
-						edgev1.LabelNodePool:               poolName(i % numPools),
-						"kubernetes.io/hostname":           name,
-						"kubernetes.io/os":                 "linux",
-						"kubernetes.io/arch":               "amd64",
-						"node.kubernetes.io/instance-type": "edge-small",
-					},
-				},
-				Spec: corev1.NodeSpec{PodCIDR: fmt.Sprintf("10.%d.%d.0/24", 64+i/256, i%256)},
-			}
-			if err := c.Create(ctx, node); err != nil {
-				return fmt.Errorf("creating node %s: %w", name, err)
-			}
-			before := node.DeepCopy()
-			now := metav1.Now()
-			cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
-				return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
-			}
-			node.Status = corev1.NodeStatus{
-				Conditions: []corev1.NodeCondition{
-					cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
-					cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
-					cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
-					cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
-				},
-				Addresses: []corev1.NodeAddress{
-					{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("172.%d.%d.%d", 16+i/65536, i/256%256, i%256)},
-					{Type: corev1.NodeHostName, Address: name},
-				},
-				Capacity: corev1.ResourceList{
-					corev1.ResourceCPU:    resource.MustParse("4"),
-					corev1.ResourceMemory: resource.MustParse("8Gi"),
-					corev1.ResourcePods:   resource.MustParse("110"),
-				},
-				Allocatable: corev1.ResourceList{
-					corev1.ResourceCPU:    resource.MustParse("3800m"),
-					corev1.ResourceMemory: resource.MustParse("7Gi"),
-					corev1.ResourcePods:   resource.MustParse("110"),
-				},
-				NodeInfo: corev1.NodeSystemInfo{
-					KubeletVersion: "v1.36.3", OperatingSystem: "linux", Architecture: "amd64",
-					ContainerRuntimeVersion: "containerd://2.1.0", OSImage: "Ubuntu 24.04 LTS",
-				},
-			}
-			if err := c.Status().Patch(ctx, node, client.MergeFrom(before)); err != nil {
-				return fmt.Errorf("setting status of node %s: %w", name, err)
-			}
-			return nil
+			return benchutil.CreateNode(ctx, c, fmt.Sprintf("edge-node-%04d", i), poolName(i%numPools), i)
 		})
 	}
 	return g.Wait()
 }
 
-func desiredPool(i int) *edgev1.NodePool {
-	name := poolName(i)
-	return &edgev1.NodePool{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: edgev1.NodePoolSpec{
-			Type:        edgev1.NodePoolEdge,
-			Labels:      map[string]string{"example.com/site": name, "example.com/tier": "edge"},
-			Annotations: map[string]string{"example.com/contact": "ops-" + name + "@example.com"},
-			Taints:      []edgev1.NodePoolTaint{{Key: "example.com/dedicated", Value: name, Effect: "NoSchedule"}},
-			Autonomy:    &edgev1.AutonomySpec{Enabled: true, Duration: &metav1.Duration{Duration: time.Hour}},
-		},
-	}
-}
+func desiredPool(i int) *edgev1.NodePool { return benchutil.Pool(poolName(i)) }
 
 func createPools(ctx context.Context, c client.Client) error {
 	g, ctx := errgroup.WithContext(ctx)
