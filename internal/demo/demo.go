@@ -183,6 +183,13 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if err := interrupted(); err != nil {
 		return d, err
 	}
+	if err := registerPods(ctx, d.Client, DefaultPods); err != nil {
+		return d, err
+	}
+	if err := waitBindings(ctx, d.Client, bindingsUnit, DefaultPods, o.ReadyTimeout); err != nil {
+		return d, err
+	}
+	d.printf("Placed %d pods on the factory-a nodes; EdgeUnit %s records their IPs and the nodes' VTEP MACs\n", len(DefaultPods), bindingsUnit)
 
 	if d.Tunnel, err = d.startTunnel(ctx); err != nil {
 		return d, fmt.Errorf("running the tunnel: %w", err)

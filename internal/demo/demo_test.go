@@ -232,6 +232,30 @@ func TestStart(t *testing.T) {
 		}
 	}
 
+	// Network autonomy: every factory-a node has a VTEP binding, and the
+	// simulated pods' IPs are recorded under their nodes.
+	unit := &edgev1.EdgeUnit{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "factory"}, unit); err != nil {
+		t.Fatal(err)
+	}
+	podIPs := map[string]string{}
+	for _, b := range unit.Status.Bindings {
+		if b.VTEPMAC == "" || b.VTEPIP == "" {
+			t.Errorf("node %s: VTEP binding %q/%q incomplete", b.Node, b.VTEPMAC, b.VTEPIP)
+		}
+		for _, p := range b.Pods {
+			podIPs[b.Node+" "+p.Pod] = p.IP
+		}
+	}
+	if len(unit.Status.Bindings) != 3 {
+		t.Errorf("bindings for %d nodes, want the 3 factory-a nodes: %+v", len(unit.Status.Bindings), unit.Status.Bindings)
+	}
+	for _, p := range DefaultPods {
+		if got := podIPs[p.Node+" default/"+p.Name]; got != p.IP {
+			t.Errorf("pod %s on %s bound to %q, want %s", p.Name, p.Node, got, p.IP)
+		}
+	}
+
 	// The tunnel runs for real: the server reports the agents it has, and
 	// the EdgeUnit controller turns that into TunnelConnected.
 	assertTunnel(ctx, t, c, []string{"factory-a-1", "factory-a-2", "factory-a-3"}, metav1.ConditionTrue)

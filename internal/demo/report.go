@@ -45,6 +45,11 @@ func (d *Demo) summaryCommands() []summaryCommand {
 		{args: []string{"get", "nodepools,nodes", "--show-labels"}, client: d.clientPrinter("nodepools,nodes")},
 		{args: []string{"get", "edgeunits,tunnelendpoints", "-o", "wide"}, client: d.clientPrinter("edgeunits,tunnelendpoints")},
 	}
+	cmds = append(cmds, summaryCommand{
+		args:   []string{"get", "edgeunits", bindingsUnit, "-o", "jsonpath=" + bindingsJSONPath},
+		shown:  fmt.Sprintf("get edgeunits %s -o jsonpath='%s'", bindingsUnit, bindingsJSONPath),
+		client: d.printBindingsWithClient(bindingsUnit),
+	})
 	if d.Tunnel != nil {
 		args := []string{"get", "tunnelendpoint", d.Tunnel.Endpoint, "-o", "jsonpath=" + agentsJSONPath}
 		cmds = append(cmds, summaryCommand{
@@ -132,6 +137,8 @@ func (d *Demo) printNextSteps(w io.Writer) {
 		fmt.Fprintf(w, "  # ...and out again: exactly those keys are removed\n")
 		fmt.Fprintf(w, "  %s label node %s %s-\n", k, spare, edgev1.LabelNodePool)
 	}
+	fmt.Fprintf(w, "  # Network autonomy: the VTEP MAC and pod IP bindings EdgeUnit %s records\n", bindingsUnit)
+	fmt.Fprintf(w, "  %s get edgeunits %s -o yaml\n", k, bindingsUnit)
 	fmt.Fprintf(w, "  # The NodePool webhook rejects keys no node would accept\n")
 	fmt.Fprintf(w, "  %s patch np cloud --type merge -p '{\"spec\":{\"labels\":{\"bad key\":\"x\"}}}'\n", k)
 	if t := d.Tunnel; t != nil && len(t.Agents) > 0 && len(t.Units) > 0 {
