@@ -60,7 +60,7 @@ test: envtest vet ## Unit, envtest and integration tests.
 
 .PHONY: bench
 bench: envtest ## Benchmarks (see test/bench).
-	go test -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/...
+	go test -p 1 -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/...
 
 .PHONY: demo
 demo: envtest build ## Start the embedded local environment.
