@@ -21,6 +21,7 @@ import (
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/index"
 	"github.com/edgeunit/edgeunit/controllers/internal/lastwrite"
+	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
 // observed is what one pass saw and did; computeStatus turns it into status.
@@ -113,11 +114,11 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, unit *edgev1.EdgeUnit, 
 		obs.agent = ds
 		return err
 	}
-	ca, err := certificates.EnsureCA(ctx, r.Direct, r.Options.Namespace, r.now())
+	caPEM, err := r.caCertPEM(ctx)
 	if err != nil {
 		return err
 	}
-	cm, configHash := desiredAgentConfigMap(unit, obs.endpoint, ca.CertPEM(), r.Options)
+	cm, configHash := desiredAgentConfigMap(unit, obs.endpoint, caPEM, r.Options)
 	if err := r.applyConfigMap(ctx, unit, cm); err != nil {
 		return err
 	}
@@ -235,4 +236,25 @@ func (r *Reconciler) patchStatus(ctx context.Context, unit *edgev1.EdgeUnit, obs
 		}
 	}
 	return nil
+}
+
+// caCertPEM is the operator CA's certificate, which agents trust. The CA
+// never changes once made, so the cached Secret is read first; only when
+// there is none yet is it made (or read) through the apiserver.
+func (r *Reconciler) caCertPEM(ctx context.Context) ([]byte, error) {
+	sec := &corev1.Secret{}
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Options.Namespace, Name: certificates.CASecret}, sec)
+	if err == nil {
+		if _, perr := certs.ParseCert(sec.Data[corev1.TLSCertKey]); perr == nil {
+			return sec.Data[corev1.TLSCertKey], nil
+		}
+	}
+	if err != nil && !apierrors.IsNotFound(err) {
+		return nil, fmt.Errorf("reading the CA Secret: %w", err)
+	}
+	ca, err := certificates.EnsureCA(ctx, r.Direct, r.Options.Namespace, r.now())
+	if err != nil {
+		return nil, err
+	}
+	return ca.CertPEM(), nil
 }
