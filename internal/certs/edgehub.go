@@ -2,10 +2,6 @@ package certs
 
 import (
 	"crypto/x509"
-	"errors"
-	"fmt"
-	"slices"
-	"strings"
 	"time"
 )
 
@@ -20,26 +16,11 @@ const edgeHubCNPrefix = "edgeunit:edge-hub:"
 
 // EdgeHubRequest is the client certificate of the edge-hub on node.
 func EdgeHubRequest(node string, lifetime time.Duration) Request {
-	return Request{
-		CommonName:   edgeHubCNPrefix + node,
-		Organization: []string{EdgeHubOrganization},
-		Lifetime:     lifetime,
-		Client:       true,
-	}
+	return EdgeHubIdentity.Request(node, lifetime, false)
 }
 
 // EdgeHubNode returns the node name an edge-hub certificate carries. Like
 // TunnelAgentNode it checks only the shape of the identity.
 func EdgeHubNode(cert *x509.Certificate) (string, error) {
-	if cert == nil {
-		return "", errors.New("no client certificate")
-	}
-	if !slices.Contains(cert.Subject.Organization, EdgeHubOrganization) {
-		return "", fmt.Errorf("certificate %q is not an edge-hub identity: organization %q missing", cert.Subject.CommonName, EdgeHubOrganization)
-	}
-	node, ok := strings.CutPrefix(cert.Subject.CommonName, edgeHubCNPrefix)
-	if !ok || node == "" || len(node) > 253 {
-		return "", fmt.Errorf("certificate common name %q does not name a node", cert.Subject.CommonName)
-	}
-	return node, nil
+	return EdgeHubIdentity.NodeOf(cert)
 }

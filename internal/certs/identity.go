@@ -1,7 +1,11 @@
 package certs
 
 import (
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 )
@@ -62,6 +66,23 @@ func (id Identity) CommonName(node string) string { return id.cnPrefix + node }
 func (id Identity) Node(commonName string) (node string, ok bool) {
 	node, ok = strings.CutPrefix(commonName, id.cnPrefix)
 	return node, ok && node != ""
+}
+
+// NodeOf returns the node a certificate of this identity carries: it must
+// hold the identity's Organization and a Common Name of its shape naming a
+// node. Chain and validity are the TLS stack's job.
+func (id Identity) NodeOf(cert *x509.Certificate) (string, error) {
+	if cert == nil {
+		return "", errors.New("no client certificate")
+	}
+	if !slices.Contains(cert.Subject.Organization, id.Organization) {
+		return "", fmt.Errorf("certificate %q is not a %s identity: organization %q missing", cert.Subject.CommonName, id.Component, id.Organization)
+	}
+	node, ok := id.Node(cert.Subject.CommonName)
+	if !ok || len(node) > 253 {
+		return "", fmt.Errorf("certificate common name %q does not name a node", cert.Subject.CommonName)
+	}
+	return node, nil
 }
 
 // Request is the certificate of this identity on node. With serveLoopback
