@@ -2,6 +2,7 @@ package netbind_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -93,9 +94,13 @@ func TestVTEPMACSurvivesFlannelRestartOffline(t *testing.T) {
 	if svc.MACsSet() <= applied {
 		t.Fatalf("the enforcer did not set the MAC again (%d sets)", svc.MACsSet())
 	}
-	if !svc.Store().Get().AnnotationPending {
-		t.Fatal("the annotation is not recorded as pending while offline")
-	}
+	// The annotation check follows the MAC change on its own goroutine.
+	eventually(t, 5*time.Second, "the annotation recorded as pending while offline", func() error {
+		if !svc.Store().Get().AnnotationPending {
+			return errors.New("annotation not pending")
+		}
+		return nil
+	})
 
 	// The node reboots offline: a new hub with only its durable copy, and
 	// flannel recreates the device once more.
