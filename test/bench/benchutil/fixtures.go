@@ -3,6 +3,7 @@ package benchutil
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -83,4 +84,33 @@ func Pool(name string) *edgev1.NodePool {
 			Autonomy:    &edgev1.AutonomySpec{Enabled: true, Duration: &metav1.Duration{Duration: time.Hour}},
 		},
 	}
+}
+
+// PoolKeysProblem says which of its pool's labels, annotations, taints or
+// the autonomy label a node lacks, or "" when it carries them all.
+func PoolKeysProblem(n *corev1.Node, p *edgev1.NodePool) string {
+	if p == nil {
+		return "no pool " + n.Labels[edgev1.LabelNodePool]
+	}
+	for k, v := range p.Spec.Labels {
+		if n.Labels[k] != v {
+			return fmt.Sprintf("label %s=%q, want %q", k, n.Labels[k], v)
+		}
+	}
+	if got := n.Labels[edgev1.LabelAutonomy]; got != "true" {
+		return fmt.Sprintf("label %s=%q, want \"true\"", edgev1.LabelAutonomy, got)
+	}
+	for k, v := range p.Spec.Annotations {
+		if n.Annotations[k] != v {
+			return fmt.Sprintf("annotation %s=%q, want %q", k, n.Annotations[k], v)
+		}
+	}
+	for _, t := range p.Spec.Taints {
+		if !slices.ContainsFunc(n.Spec.Taints, func(h corev1.Taint) bool {
+			return h.Key == t.Key && h.Value == t.Value && string(h.Effect) == string(t.Effect)
+		}) {
+			return fmt.Sprintf("no taint %s=%s:%s", t.Key, t.Value, t.Effect)
+		}
+	}
+	return ""
 }

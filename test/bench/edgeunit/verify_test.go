@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/test/bench/benchutil"
 )
 
 // check says what is not converged yet ("" when all is), or fails.
@@ -132,28 +133,8 @@ func poolIndex(name string) int {
 
 // nodeProblem says which of its pool's (and unit's) keys a node lacks.
 func nodeProblem(n *corev1.Node, p *edgev1.NodePool, unitsExist bool) string {
-	if p == nil {
-		return "no pool " + n.Labels[edgev1.LabelNodePool]
-	}
-	for k, v := range p.Spec.Labels {
-		if n.Labels[k] != v {
-			return fmt.Sprintf("label %s=%q, want %q", k, n.Labels[k], v)
-		}
-	}
-	if got := n.Labels[edgev1.LabelAutonomy]; got != "true" {
-		return fmt.Sprintf("label %s=%q, want \"true\"", edgev1.LabelAutonomy, got)
-	}
-	for k, v := range p.Spec.Annotations {
-		if n.Annotations[k] != v {
-			return fmt.Sprintf("annotation %s=%q, want %q", k, n.Annotations[k], v)
-		}
-	}
-	for _, t := range p.Spec.Taints {
-		if !slices.ContainsFunc(n.Spec.Taints, func(h corev1.Taint) bool {
-			return h.Key == t.Key && h.Value == t.Value && string(h.Effect) == string(t.Effect)
-		}) {
-			return fmt.Sprintf("no taint %s=%s:%s", t.Key, t.Value, t.Effect)
-		}
+	if problem := benchutil.PoolKeysProblem(n, p); problem != "" {
+		return problem
 	}
 	wantUnit := ""
 	if unitsExist {

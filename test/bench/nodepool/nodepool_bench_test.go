@@ -457,32 +457,7 @@ func poolProblem(p *edgev1.NodePool) string {
 }
 
 // nodeProblem says which of its pool's keys a node lacks, or "".
-func nodeProblem(n *corev1.Node, p *edgev1.NodePool) string {
-	if p == nil {
-		return "no pool " + n.Labels[edgev1.LabelNodePool]
-	}
-	for k, v := range p.Spec.Labels {
-		if n.Labels[k] != v {
-			return fmt.Sprintf("label %s=%q, want %q", k, n.Labels[k], v)
-		}
-	}
-	if got := n.Labels[edgev1.LabelAutonomy]; got != "true" {
-		return fmt.Sprintf("label %s=%q, want \"true\"", edgev1.LabelAutonomy, got)
-	}
-	for k, v := range p.Spec.Annotations {
-		if n.Annotations[k] != v {
-			return fmt.Sprintf("annotation %s=%q, want %q", k, n.Annotations[k], v)
-		}
-	}
-	for _, t := range p.Spec.Taints {
-		if !slices.ContainsFunc(n.Spec.Taints, func(h corev1.Taint) bool {
-			return h.Key == t.Key && h.Value == t.Value && string(h.Effect) == string(t.Effect)
-		}) {
-			return fmt.Sprintf("no taint %s=%s:%s", t.Key, t.Value, t.Effect)
-		}
-	}
-	return ""
-}
+func nodeProblem(n *corev1.Node, p *edgev1.NodePool) string { return benchutil.PoolKeysProblem(n, p) }
 
 // waitIdle waits until the manager's work queues are empty, no reconcile
 // runs and it made no request for a second, so the pools' measurement does
