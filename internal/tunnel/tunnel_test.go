@@ -12,12 +12,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/testenv"
 )
 
 // connectVia sends CONNECT target to a proxy and returns the tunnelled
@@ -308,11 +310,15 @@ func (r passthroughResolver) Resolve(host string) (string, string, error) {
 func TestAgentReconnectsAfterServerRestart(t *testing.T) {
 	p := newPKI(t)
 	cert := p.agentCert(t, "node-a")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.RestartablePort("127.0.0.1") // the server restarts on it
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv1, err := NewServer(ServerConfig{TLSConfig: &tls.Config{Certificates: []tls.Certificate{p.server}, ClientCAs: p.ca.Pool()}, Resolver: StaticResolver{}, Log: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

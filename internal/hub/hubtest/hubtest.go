@@ -33,15 +33,15 @@ import (
 	"github.com/edgeunit/edgeunit/internal/testenv"
 )
 
-// FreePort returns a loopback port nothing listens on right now.
+// FreePort returns a loopback port nothing listens on right now, outside the
+// kernel's ephemeral range so a process restarted on it finds it free again.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := testenv.RestartablePort("127.0.0.1")
 	if err != nil {
 		tb.Fatalf("finding a free port: %v", err)
 	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Process is a child process with its log file.

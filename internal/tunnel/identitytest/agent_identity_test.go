@@ -23,6 +23,7 @@ import (
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/internal/certs"
 	"github.com/edgeunit/edgeunit/internal/certs/csr"
+	"github.com/edgeunit/edgeunit/internal/testenv"
 	"github.com/edgeunit/edgeunit/internal/tunnel"
 )
 
@@ -207,7 +208,9 @@ var _ = Describe("A tunnel-agent with --kubeconfig", func() {
 
 	It("gets its identity through the CSR API, is accepted, and keeps its session across rotation", func(ctx SpecContext) {
 		echo := echoServer()
-		srv := startReplica(ca, serving, "127.0.0.1:0")
+		port, err := testenv.RestartablePort("127.0.0.1") // the replica restarts on it
+		Expect(err).NotTo(HaveOccurred())
+		srv := startReplica(ca, serving, net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 		certDir := filepath.Join(dir, "tunnel-agent")
 		agent := runAgent(agentOptions("edge-1", nodeKubeconfig(dir, "edge-1"), certDir, caFile, srv.addr, echo))
 

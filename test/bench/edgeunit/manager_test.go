@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,22 +60,12 @@ func writeKubeconfig(cfg *rest.Config, path string) error {
 	return clientcmd.WriteToFile(*kc, path)
 }
 
-// freePort returns a loopback port nobody listened on a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startManager runs bin against the apiserver of kubeconfig and waits until
 // the controllers named in controllerNames started their workers (their
 // caches synced). stop is safe to call more than once.
 func startManager(ctx context.Context, b *testing.B, bin, kubeconfig, dir string) *managerProc {
 	b.Helper()
-	port, err := freePort()
+	port, err := testenv.RestartablePort("127.0.0.1")
 	if err != nil {
 		b.Fatalf("Finding a free port: %v", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/testenv"
 	"github.com/edgeunit/edgeunit/internal/tunnel"
 )
 
@@ -64,11 +66,15 @@ func newRig(b *testing.B, ports []int) *rig {
 		b.Fatal(err)
 	}
 	r := &rig{ca: ca, serverCert: pair(b, skp), agentCert: pair(b, akp)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := testenv.RestartablePort("127.0.0.1") // BenchmarkReconnect restarts the server on it
 	if err != nil {
 		b.Fatal(err)
 	}
-	r.agentAddr = ln.Addr().String()
+	r.agentAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	ln, err := net.Listen("tcp", r.agentAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
 	r.startServer(b, ln)
 	cert := r.agentCert
 	r.agent, err = tunnel.NewAgent(tunnel.AgentConfig{

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,11 +106,12 @@ func stopAll() {
 	procs = nil
 }
 
+// freePort returns a port on host nothing listens on, outside the ephemeral
+// range so a server restarted on it finds it free again.
 func freePort(host string) int {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	p, err := testenv.RestartablePort(host)
 	Expect(err).NotTo(HaveOccurred())
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 func writeFile(dir, name string, data []byte) string {
