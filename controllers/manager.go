@@ -65,6 +65,8 @@ type Options struct {
 	Burst int
 	// Concurrency is the number of workers per controller.
 	Concurrency int
+	// PprofAddr serves net/http/pprof when set ("" or "0" disables it).
+	PprofAddr string
 }
 
 // Defaults for Options.
@@ -120,6 +122,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress:  o.ProbeAddr,
+		PprofBindAddress:        o.PprofAddr,
 		LeaderElection:          o.LeaderElection,
 		LeaderElectionID:        "edgeunit-manager.edge.edgeunit.io",
 		LeaderElectionNamespace: o.LeaderElectionNS,

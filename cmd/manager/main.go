@@ -29,6 +29,7 @@ func main() {
 	flag.Float64Var(&qps, "kube-api-qps", controllers.DefaultQPS, "Queries per second to kube-apiserver.")
 	flag.IntVar(&o.Burst, "kube-api-burst", controllers.DefaultBurst, "Burst of queries to kube-apiserver.")
 	flag.IntVar(&o.Concurrency, "concurrency", controllers.DefaultConcurrency, "Workers per controller.")
+	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address to serve net/http/pprof on, for profiling; empty disables it.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()
