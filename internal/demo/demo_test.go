@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -83,13 +82,13 @@ func testOptions(t *testing.T, out *bytes.Buffer) Options {
 		AssetsDir:     assets,
 		BinDir:        testBinDir,
 		KubeconfigOut: filepath.Join(t.TempDir(), "kubeconfig"),
-		ReadyTimeout:  30 * time.Second,
+		ReadyTimeout:  2 * time.Minute,
 		Out:           out,
 	}
 }
 
 func testContext(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -411,22 +410,11 @@ func assertStopped(t *testing.T, d *Demo) {
 	if pids := processesUsing(t, d.WorkDir); len(pids) > 0 {
 		t.Errorf("processes still use %s: %v", d.WorkDir, pids)
 	}
+	// The processes are checked, not their ports: once free, a port may
+	// be anyone's.
 	for _, p := range d.procs.all() {
-		if err := syscall.Kill(p.PID, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("%s (pid %d) is still there: kill -0: %v", p.Name, p.PID, err)
-		}
-	}
-	for _, raw := range []string{d.APIServerURL, d.EtcdURL} {
-		if raw == "" {
-			continue
-		}
-		u, err := url.Parse(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if conn, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
-			conn.Close()
-			t.Errorf("%s still accepts connections", raw)
+		if testenv.Running(p.PID, strings.Fields(p.Name)[0]) {
+			t.Errorf("%s (pid %d) is still there", p.Name, p.PID)
 		}
 	}
 	paths := []string{d.WorkDir, d.Kubeconfig}

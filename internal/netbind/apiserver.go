@@ -40,7 +40,11 @@ func newAPIClient(cfg *rest.Config) (*apiClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("netbind: apiserver address: %w", err)
 	}
-	watchClient, err := rest.HTTPClientFor(c)
+	// Watches last until the server ends them: a caller's Timeout bounds
+	// the other requests only.
+	wc := rest.CopyConfig(c)
+	wc.Timeout = 0
+	watchClient, err := rest.HTTPClientFor(wc)
 	if err != nil {
 		return nil, fmt.Errorf("netbind: apiserver client: %w", err)
 	}

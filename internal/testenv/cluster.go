@@ -95,8 +95,17 @@ func StartCluster(o ClusterOptions) (_ *Cluster, err error) {
 		}
 		c.Env.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: paths}
 	}
-	wh := c.Env.WebhookInstallOptions
+	wh := &c.Env.WebhookInstallOptions
 	c.webhooks = len(wh.Paths)+len(wh.ValidatingWebhooks)+len(wh.MutatingWebhooks) > 0
+	if c.webhooks && wh.LocalServingPort == 0 {
+		// The webhook port is chosen now but bound only when the manager
+		// starts: outside the ephemeral range nobody takes it meanwhile.
+		port, err := RestartablePort("127.0.0.1")
+		if err != nil {
+			return nil, err
+		}
+		wh.LocalServingHost, wh.LocalServingPort = "127.0.0.1", port
+	}
 
 	c.started = true
 	if c.Config, err = c.Env.Start(); err != nil {

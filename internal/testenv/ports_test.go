@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -21,5 +23,28 @@ func TestRestartablePortIsFreeAndBelowTheEphemeralRange(t *testing.T) {
 			t.Fatalf("port %d is not free: %v", p, err)
 		}
 		_ = l.Close()
+	}
+}
+
+func TestRestartablePortNeverRepeatsAndIsReserved(t *testing.T) {
+	seen := map[int]bool{}
+	for range 50 {
+		p, err := RestartablePort("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[p] {
+			t.Fatalf("port %d given out twice", p)
+		}
+		seen[p] = true
+		if ephemeralLow()-lowestPort < 1000 {
+			continue
+		}
+		// Another process could not reserve it: a second lock on the
+		// same file fails while this process holds the first.
+		if f, err := reserve(filepath.Join(os.TempDir(), "edgeunit-test-ports"), p); err == nil {
+			_ = f.Close()
+			t.Fatalf("port %d could be reserved again", p)
+		}
 	}
 }

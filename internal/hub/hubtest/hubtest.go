@@ -416,7 +416,7 @@ func StartHubWith(tb testing.TB, cp *ControlPlane, server, node string, opts Hub
 		fmt.Sprintf("--listen-http=127.0.0.1:%d", h.HTTPPort),
 		fmt.Sprintf("--listen-https=127.0.0.1:%d", h.HTTPSPort),
 		"--listen-admin=" + net.JoinHostPort(h.AdminHost, strconv.Itoa(h.AdminPort)),
-		"--probe-interval=500ms", "--probe-timeout=500ms",
+		"--probe-interval=500ms", "--probe-timeout=2s", // a slow but live apiserver stays online
 		"--v=2",
 	}, opts.Args...)
 	tb.Cleanup(func() {

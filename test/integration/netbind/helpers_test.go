@@ -161,7 +161,7 @@ func controlPlaneWith(t *testing.T, opts hubtest.ControlPlaneOptions) (*hubtest.
 // nodeREST is the node's own identity, direct to the apiserver.
 func nodeREST(cp *hubtest.ControlPlane) *rest.Config {
 	cert, key := cp.NodeCredentials(nodeName)
-	return &rest.Config{Host: cp.URL(), UserAgent: "edge-hub-netbind", Timeout: 2 * time.Second,
+	return &rest.Config{Host: cp.URL(), UserAgent: "edge-hub-netbind",
 		TLSClientConfig: rest.TLSClientConfig{CAFile: cp.CAFile, CertFile: cert, KeyFile: key}}
 }
 

@@ -170,7 +170,7 @@ func TestHubEnforcesBindings(t *testing.T) {
 		addVXLAN(t, nl, dev)
 	}
 	recreate()
-	eventually(t, 5*time.Second, "the bound MAC on the device recreated offline", deviceMACIs(nl, dev, vtepMAC))
+	eventually(t, 15*time.Second, "the bound MAC on the device recreated offline", deviceMACIs(nl, dev, vtepMAC))
 	readd("offline")
 
 	// The node crashes and reboots offline: flannel's device is new again
@@ -184,7 +184,7 @@ func TestHubEnforcesBindings(t *testing.T) {
 	eventually(t, 10*time.Second, "the bound MAC after the hub restarted offline", deviceMACIs(nl, dev, vtepMAC))
 	eventually(t, 10*time.Second, "the binding served after the hub restarted offline", servesPodIP(sock, pod, podIP))
 	readd("offline, after the hub restarted")
-	eventually(t, 5*time.Second, "the later binding kept across the restart offline", servesPodIP(sock, "pod-c", laterIP))
+	eventually(t, 15*time.Second, "the later binding kept across the restart offline", servesPodIP(sock, "pod-c", laterIP))
 	if err := hubReadyz(hub, "offline")(); err != nil {
 		t.Fatalf("the apiserver is dead, yet: %v", err)
 	}

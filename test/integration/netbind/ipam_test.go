@@ -50,7 +50,7 @@ func newCNI(t *testing.T, hub string) *cni {
 // the cluster route into the IPAM section it was given.
 func (c *cni) netconf(hub, delegate string) []byte {
 	return []byte(fmt.Sprintf(`{"cniVersion":"1.0.0","name":"cbr0","type":"bridge","bridge":"cni0","isGateway":true,"hairpinMode":true,
-		"ipam":{"type":"edge-ipam","hub":%q,"timeout":"1s","delegate":%s,
+		"ipam":{"type":"edge-ipam","hub":%q,"timeout":"10s","delegate":%s,
 			"ranges":[[{"subnet":"10.244.1.0/24"}]],"routes":[{"dst":"10.244.0.0/16"}]}}`, hub, delegate))
 }
 
@@ -296,7 +296,7 @@ func TestEdgeIPAMErrors(t *testing.T) {
 		"no range":     {conf: strings.Replace(string(c.conf), `"ranges"`, `"rangez"`, 1), want: `unknown field "rangez"`},
 		"bad delegate": {conf: string(c.netconf("unix:///run/x.sock", `"host-local"`)), want: `"delegate" must be an object`},
 		"remote hub":   {conf: string(c.netconf("http://192.0.2.1:8080", `{"type":"host-local"}`)), want: "loopback only"},
-		"bad timeout":  {conf: strings.Replace(string(c.conf), `"1s"`, `"forever"`, 1), want: `"timeout" "forever"`},
+		"bad timeout":  {conf: strings.Replace(string(c.conf), `"10s"`, `"forever"`, 1), want: `"timeout" "forever"`},
 		"unknown key":  {conf: strings.Replace(string(c.conf), `"timeout"`, `"timeot"`, 1), want: `unknown field "timeot"`},
 	}
 	for name, tc := range tests {
