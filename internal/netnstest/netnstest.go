@@ -12,12 +12,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // NS is a named network namespace.
@@ -78,19 +80,32 @@ type Link struct {
 	HostIP, NSIP   string
 }
 
-// linkBlocks are the /30s a Link may take: in 198.51.100.0/24
-// (documentation range, TEST-NET-2) but outside .10–.249, which the tunnel
-// integration test puts on its own namespace's loopback; not in
+// linkRange is where a Link's /30 comes from: the lower half of
+// 198.51.100.0/24 (documentation range, TEST-NET-2), 32 blocks. The tunnel
+// integration test (test/integration/tunnel) takes its kubelet addresses
+// from the upper half, 198.51.100.128/25, and checks that no host address
+// covers them: keep the two halves apart, so both can run at once. Not in
 // 192.0.2.0/24, which can be a real interface's network (eth0's, on the
 // machine these tests were written on).
-var linkBlocks = []string{"198.51.100.0", "198.51.100.4", "198.51.100.252"}
+var linkRange = net.IPNet{IP: net.IPv4(198, 51, 100, 0).To4(), Mask: net.CIDRMask(25, 32)}
+
+// lockPath is the file whose flock serialises picking and taking a block
+// across test processes (go test runs packages in parallel).
+var lockPath = filepath.Join(os.TempDir(), "edgeunit-netnstest.lock")
 
 // Link connects the namespace to the test's one with a veth pair on the
-// first /30 of linkBlocks no interface of the test's namespace uses: the
+// first /30 of linkRange no interface of the test's namespace uses: the
 // host end gets .1 of the block, the namespace end .2. The pair is removed
 // when the test ends.
 func (n *NS) Link(tb testing.TB) *Link {
 	tb.Helper()
+	// Held from the check until the host end has its address, so two
+	// processes cannot pick the same free block.
+	unlock, err := lockBlocks()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer unlock()
 	base, err := freeBlock()
 	if err != nil {
 		tb.Fatal(err)
@@ -151,15 +166,38 @@ func configure(h *netlink.Handle, dev, ip string) error {
 	return nil
 }
 
-// freeBlock returns the first of linkBlocks that no local address or
-// connected network overlaps (another test's veth, a real interface).
+// lockBlocks takes the cross-process lock on lockPath; the returned func
+// releases it.
+func lockBlocks() (func(), error) {
+	f, err := os.OpenFile(lockPath, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("opening the veth block lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("locking %s: %w", lockPath, err)
+	}
+	// Closing the file releases the lock.
+	return func() { _ = f.Close() }, nil
+}
+
+// freeBlock returns the first /30 of linkRange that no local address or
+// connected network overlaps (another test's veth, a leftover of a killed
+// run, a real interface). Call it under lockBlocks.
 func freeBlock() (net.IP, error) {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
 		return nil, fmt.Errorf("listing addresses: %w", err)
 	}
-	for _, b := range linkBlocks {
-		_, block, _ := net.ParseCIDR(b + "/30")
+	ones, bits := linkRange.Mask.Size()
+	for i := 0; i < 1<<(bits-ones-2); i++ {
+		block := &net.IPNet{IP: addIP(linkRange.IP, byte(4*i)), Mask: net.CIDRMask(30, 32)}
 		used := false
 		for _, a := range addrs {
 			if block.Contains(a.IP) || a.Contains(block.IP) {
@@ -171,7 +209,7 @@ func freeBlock() (net.IP, error) {
 			return block.IP, nil
 		}
 	}
-	return nil, fmt.Errorf("every veth block of the test range is in use: %v", linkBlocks)
+	return nil, fmt.Errorf("every /30 veth block of the test range %s is in use", &linkRange)
 }
 
 func addIP(ip net.IP, n byte) net.IP {

@@ -66,15 +66,11 @@ func TestAgentIdentityFlags(t *testing.T) {
 }
 
 // unreachableKubeconfig is a kubeconfig whose apiserver refuses every
-// connection: the node is cut off from the cloud.
+// connection: the node is cut off from the cloud. Port 1 (tcpmux, unused),
+// not a port freed by the test, which someone else may bind meanwhile.
 func unreachableKubeconfig(t testing.TB, dir string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
+	const addr = "127.0.0.1:1"
 	return writeFile(t, dir, "kubelet.conf", fmt.Appendf(nil, `apiVersion: v1
 kind: Config
 clusters:
@@ -180,13 +176,21 @@ func setAgentDefaults(o *AgentOptions) {
 func TestAgentSessionEndsWithItsCertificate(t *testing.T) {
 	p := newPKI(t)
 	srv := startServer(t, p, StaticResolver{}, 0)
-	kp, err := p.ca.Issue(certs.TunnelAgentRequest("node-a", 3*time.Second), time.Now())
+	// Long enough for the agent to start and connect, and for the poll to
+	// see it connected, on a loaded machine.
+	kp, err := p.ca.Issue(certs.TunnelAgentRequest("node-a", 15*time.Second), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	startAgent(t, "node-a", p.agentTLS(mustPair(t, kp)), nil, srv.agentAddr)
-	eventually(t, 5*time.Second, "agent connected", func() bool { return srv.Connected("node-a") })
-	eventually(t, 10*time.Second, "session ended at the certificate's expiry", func() bool { return !srv.Connected("node-a") })
+	cert := mustPair(t, kp)
+	startAgent(t, "node-a", p.agentTLS(cert), nil, srv.agentAddr)
+	eventually(t, 10*time.Second, "agent connected", func() bool { return srv.Connected("node-a") })
+	eventually(t, 30*time.Second, "session ended at the certificate's expiry", func() bool { return !srv.Connected("node-a") })
+	// Ended by the expiry, not before it (a second's slack for the wall
+	// clock, which dates the certificate, being stepped meanwhile).
+	if now, notAfter := time.Now(), cert.Leaf.NotAfter; now.Before(notAfter.Add(-time.Second)) {
+		t.Fatalf("the session ended at %s, before the certificate expired at %s", now.Format(time.RFC3339Nano), notAfter.Format(time.RFC3339))
+	}
 	// Reconnecting with the expired certificate fails.
 	deadline := time.Now().Add(time.Second)
 	for time.Now().Before(deadline) {

@@ -271,12 +271,15 @@ func TestCloseWithUnreadDataResets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for { // wait for the data to arrive
+	for deadline := time.Now().Add(10 * time.Second); ; { // wait for the data to arrive
 		peer.mu.Lock()
 		n := peer.rlen
 		peer.mu.Unlock()
 		if n > 0 {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the written data never arrived at the peer")
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -371,17 +374,21 @@ func TestReadDeadline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = st.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	start := time.Now()
-	if _, err := st.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+	// The deadline interrupts the blocked Read: it returns, and not before
+	// the deadline. (How late it returns is up to the scheduler; within
+	// only catches a Read the deadline never woke.)
+	deadline := time.Now().Add(20 * time.Millisecond)
+	_ = st.SetReadDeadline(deadline)
+	done := make(chan error, 1)
+	go func() { _, err := st.Read(make([]byte, 1)); done <- err }()
+	if err := within(t, 10*time.Second, "read deadline", done); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read: %v", err)
 	}
-	if d := time.Since(start); d > 2*time.Second {
-		t.Fatalf("deadline took %s", d)
+	if time.Now().Before(deadline) {
+		t.Fatal("read returned before its deadline")
 	}
 	// A deadline set while a Read blocks.
 	_ = st.SetReadDeadline(time.Time{})
-	done := make(chan error, 1)
 	go func() { _, err := st.Read(make([]byte, 1)); done <- err }()
 	time.Sleep(20 * time.Millisecond)
 	_ = st.SetReadDeadline(time.Unix(1, 0))
@@ -551,8 +558,10 @@ func TestWindowOverrunIsAProtocolError(t *testing.T) {
 	}
 }
 
-// TestControlFramesOvertakeData: with a thousand busy streams, opening one
-// more and getting an answer stays fast.
+// TestControlFramesOvertakeData: with many busy streams saturating the
+// connection, opening one more and getting an answer stays fast. 50 writers
+// with 256 KiB windows keep far more queued than the socket buffers hold,
+// which is all the test needs, and stay cheap on a small machine.
 func TestControlFramesOvertakeData(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow")
@@ -574,8 +583,9 @@ func TestControlFramesOvertakeData(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	defer func() { close(stop); wg.Wait() }()
+	const busy = 50
 	buf := make([]byte, 64<<10)
-	for range 200 {
+	for range busy {
 		st, err := c.OpenStream()
 		if err != nil {
 			t.Fatal(err)
@@ -609,7 +619,7 @@ func TestControlFramesOvertakeData(t *testing.T) {
 		if err != nil || string(got) != "ok" {
 			t.Fatalf("read %q, %v", got, err)
 		}
-		t.Logf("open and answer beside 200 busy streams: %s", time.Since(start))
+		t.Logf("open and answer beside %d busy streams: %s", busy, time.Since(start))
 		_ = st.Close()
 	}
 }

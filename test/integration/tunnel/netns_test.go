@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -25,10 +27,14 @@ import (
 // reach the agent's uplink but not kubeletIP, which exists only inside ns;
 // the only way from kube-apiserver to the kubelet is the agent's tunnel. The
 // addresses come from the documentation ranges (203.0.113.0/24 for the veth,
-// 198.51.100.0/24 for the kubelet) with a random /30 so parallel runs do not
-// collide; nothing ever sends to them outside these interfaces. A machine
-// whose own network is in one of those ranges (some sandboxes use
-// 192.0.2.0/24, hence not that one) is refused rather than shadowed.
+// with a random /30 so parallel runs do not collide; 198.51.100.128/25 for
+// the kubelet); nothing ever sends to them outside these interfaces. The
+// lower half of 198.51.100.0/24 belongs to internal/netnstest, whose veths
+// (test/integration/netbind, run at the same time by go test ./...) put
+// addresses there on the root namespace's side; they never cover kubeletIP.
+// A machine whose own network is in 203.0.113.0/24 (shadowed by the veth's
+// route) or covers kubeletIP (a path to the kubelet besides the tunnel) is
+// refused. Not 192.0.2.0/24: some sandboxes use it for their own network.
 type edgeNet struct {
 	ns                     string
 	vethRoot, vethEdge     string
@@ -44,22 +50,58 @@ func ipCmd(args ...string) error {
 	return nil
 }
 
-// rangesUnused fails when an interface of this machine already has an
-// address in one of the /24 prefixes: the test's routes would shadow real
-// neighbours.
-func rangesUnused(prefixes ...string) error {
+// hostAddr is an IPv4 address of an interface of the root namespace.
+type hostAddr struct {
+	dev    string
+	prefix netip.Prefix // the address with its prefix length
+}
+
+func hostAddrs() ([]hostAddr, error) {
 	out, err := exec.Command("ip", "-4", "-o", "addr", "show").CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ip addr: %v: %s", err, out)
+		return nil, fmt.Errorf("ip addr: %v: %s", err, out)
 	}
+	var addrs []hostAddr
 	for _, line := range strings.Split(string(out), "\n") {
-		for _, p := range prefixes {
-			if strings.Contains(line, " inet "+p) && !strings.Contains(line, "eut") {
-				return fmt.Errorf("this machine already uses %s0/24 (%s): refusing to add test routes there", p, strings.TrimSpace(line))
+		// 4: eth0    inet 192.0.2.2/24 brd 192.0.2.255 scope global eth0
+		f := strings.Fields(line)
+		if len(f) < 4 || f[2] != "inet" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f[3])
+		if err != nil {
+			return nil, fmt.Errorf("ip addr: parsing %q: %w", line, err)
+		}
+		addrs = append(addrs, hostAddr{dev: f[1], prefix: p})
+	}
+	return addrs, nil
+}
+
+var uplinkRange = netip.MustParsePrefix("203.0.113.0/24")
+
+// checkHost fails where the test's addresses would meet real ones: an
+// address of this machine in uplinkRange outside another run's veths (the
+// test's routes would shadow real neighbours), or a network of this machine
+// that covers kubeletIP (kube-apiserver could reach the kubelet without the
+// tunnel). It returns the /30s of uplinkRange other runs' veths take.
+func checkHost(kubeletIP netip.Addr) ([]netip.Prefix, error) {
+	addrs, err := hostAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var taken []netip.Prefix
+	for _, a := range addrs {
+		if uplinkRange.Contains(a.prefix.Addr()) {
+			if !strings.HasPrefix(a.dev, "eutr") {
+				return nil, fmt.Errorf("this machine already uses %s (%s on %s): refusing to add test routes there", uplinkRange, a.prefix, a.dev)
 			}
+			taken = append(taken, a.prefix.Masked())
+		}
+		if a.prefix.Contains(kubeletIP) {
+			return nil, fmt.Errorf("this machine reaches the test's kubelet address %s over %s (%s): the tunnel would not be the only way to it", kubeletIP, a.dev, a.prefix)
 		}
 	}
-	return nil
+	return taken, nil
 }
 
 // newEdgeNet creates the namespace and links; cleanup must be called even
@@ -70,17 +112,33 @@ func newEdgeNet() (*edgeNet, func(), error) {
 		return nil, func() {}, err
 	}
 	id := hex.EncodeToString(b[:])
-	if err := rangesUnused("203.0.113.", "198.51.100."); err != nil {
+	// In 198.51.100.128/25, clear of internal/netnstest's lower half.
+	kubeletIP := netip.AddrFrom4([4]byte{198, 51, 100, byte(130 + int(b[1])%120)}) // .130–.249
+	taken, err := checkHost(kubeletIP)
+	if err != nil {
 		return nil, func() {}, err
 	}
-	k := 1 + int(b[0])%62 // /30 number inside 203.0.113.0/24
+	// A /30 inside 203.0.113.0/24 another run does not hold, from a random
+	// start.
+	k := 0
+	for i := range 62 {
+		c := 1 + (int(b[0])+i)%62
+		block := netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(4 * c)}), 30)
+		if !slices.ContainsFunc(taken, block.Overlaps) {
+			k = c
+			break
+		}
+	}
+	if k == 0 {
+		return nil, func() {}, fmt.Errorf("every /30 of %s is taken by other runs' veths: %v", uplinkRange, taken)
+	}
 	e := &edgeNet{
 		ns:         "eut-tun-" + id,
 		vethRoot:   "eutr" + id,
 		vethEdge:   "eute" + id,
 		uplinkRoot: fmt.Sprintf("203.0.113.%d", 4*k+1),
 		uplinkEdge: fmt.Sprintf("203.0.113.%d", 4*k+2),
-		kubeletIP:  fmt.Sprintf("198.51.100.%d", 10+int(b[1])%240),
+		kubeletIP:  kubeletIP.String(),
 	}
 	cleanup := func() {
 		_ = ipCmd("link", "del", e.vethRoot)

@@ -7,6 +7,7 @@ package tunnel
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,16 +65,23 @@ func (p *proc) output() string {
 }
 
 func (p *proc) stop() {
+	GinkgoHelper()
+	Expect(p.kill()).To(Succeed())
+}
+
+// kill ends the process and waits for it.
+func (p *proc) kill() error {
 	select {
 	case <-p.done:
-		return
+		return nil
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-p.done:
+		return nil
 	case <-time.After(10 * time.Second):
-		Fail(fmt.Sprintf("process %d did not exit after SIGKILL", p.cmd.Process.Pid))
+		return fmt.Errorf("process %d (%s) did not exit after SIGKILL", p.cmd.Process.Pid, p.cmd.Path)
 	}
 }
 
@@ -84,10 +92,14 @@ var (
 
 // start runs a binary. Every process started is killed by stopAll, which
 // the suite registers once, so a process started in one spec may outlive it
-// (a restarted server) and is still cleaned up if a later spec fails.
+// (a restarted server) and is still cleaned up if a later spec fails. The
+// kernel kills it if the test binary dies first (a go test timeout); agents
+// run through `ip netns exec`, which execs the agent in place, so the signal
+// reaches the agent itself.
 func start(name string, args ...string) *proc {
 	p := &proc{cmd: exec.Command(name, args...), done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	Expect(p.cmd.Start()).To(Succeed())
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	procsMu.Lock()
@@ -96,14 +108,19 @@ func start(name string, args ...string) *proc {
 	return p
 }
 
-// stopAll kills the processes this test started, newest first.
+// stopAll kills the processes this test started, newest first; one that
+// does not exit fails the suite after the others were stopped.
 func stopAll() {
 	procsMu.Lock()
 	defer procsMu.Unlock()
+	var errs []error
 	for i := len(procs) - 1; i >= 0; i-- {
-		procs[i].stop()
+		if err := procs[i].kill(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	procs = nil
+	Expect(errors.Join(errs...)).NotTo(HaveOccurred())
 }
 
 // freePort returns a port on host nothing listens on, outside the ephemeral
@@ -124,12 +141,16 @@ func kubectl(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubecfg, "--request-timeout", "20s"}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
 	err := cmd.Run()
 	return out.String(), err
 }
 
 var _ = BeforeSuite(func() {
+	// As internal/testenv/suite: generous on a loaded machine.
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
 	var err error
 	repoRoot, err = testenv.RepoRoot()
 	Expect(err).NotTo(HaveOccurred())
@@ -165,6 +186,9 @@ egressSelections:
 		CRDDirectoryPaths:     []string{filepath.Join(repoRoot, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
+		// As internal/testenv: the 20 s defaults are too tight under load.
+		ControlPlaneStartTimeout: 2 * time.Minute,
+		ControlPlaneStopTimeout:  time.Minute,
 	}
 	env.ControlPlane.GetAPIServer().Configure().Append("egress-selector-config-file", egressFile)
 	cfg, err := env.Start()
