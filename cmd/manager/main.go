@@ -4,6 +4,7 @@ package main
 import (
 	"flag"
 	"os"
+	"runtime/debug"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -12,9 +13,17 @@ import (
 	"github.com/edgeunit/edgeunit/controllers"
 )
 
+// defaultGCPercent is the manager's GOGC. Its heap is mostly the informer
+// caches, which live as long as the process: with Go's default of 100 the
+// heap grows to twice that before a collection. At 10,000 nodes (test/bench/
+// edgeunit) 50 takes the peak RSS from about 180 MiB to about 133 MiB for
+// little more CPU.
+const defaultGCPercent = 50
+
 func main() {
 	var o controllers.Options
 	var qps float64
+	var gcPercent int
 	flag.StringVar(&o.MetricsAddr, "metrics-bind-address", ":8080", "Address of the metrics endpoint; 0 disables it.")
 	flag.StringVar(&o.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the health and readiness probes.")
 	flag.BoolVar(&o.EnableWebhooks, "enable-webhooks", true, "Serve the admission webhooks.")
@@ -30,6 +39,7 @@ func main() {
 	flag.IntVar(&o.Burst, "kube-api-burst", controllers.DefaultBurst, "Burst of queries to kube-apiserver.")
 	flag.IntVar(&o.Concurrency, "concurrency", controllers.DefaultConcurrency, "Workers per controller.")
 	flag.StringVar(&o.PprofAddr, "pprof-bind-address", "", "Address to serve net/http/pprof on, for profiling; empty disables it.")
+	flag.IntVar(&gcPercent, "gc-percent", defaultGCPercent, "Go garbage collection target percentage, as GOGC (which wins when set): lower keeps the manager's peak memory down for a little more CPU.")
 	zopts := zap.Options{}
 	zopts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -39,6 +49,13 @@ func main() {
 	ctrl.SetLogger(logger)
 	klog.SetLogger(logger)
 	log := ctrl.Log.WithName("setup")
+	if gcPercent < 1 {
+		log.Error(nil, "--gc-percent must be at least 1 (GOGC=off turns collection off)", "gc-percent", gcPercent)
+		os.Exit(2)
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 
 	ctx := ctrl.SetupSignalHandler()
 	mgr, err := controllers.NewManager(ctx, ctrl.GetConfigOrDie(), o)
