@@ -56,11 +56,13 @@ func bind(ctx context.Context, pod *corev1.Pod, node string) {
 	Expect(k8s.SubResource("binding").Create(ctx, pod, b)).To(Succeed())
 }
 
-func tolerations(ctx context.Context, pod *corev1.Pod) func() []corev1.Toleration {
-	return func() []corev1.Toleration {
+// tolerations reads the pod's tolerations; polled by Eventually, a failed
+// read is retried.
+func tolerations(ctx context.Context, pod *corev1.Pod) func() ([]corev1.Toleration, error) {
+	return func() ([]corev1.Toleration, error) {
 		p := &corev1.Pod{}
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(pod), p)).To(Succeed())
-		return p.Spec.Tolerations
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(pod), p)
+		return p.Spec.Tolerations, err
 	}
 }
 

@@ -126,6 +126,23 @@ func vteps(u *edgev1.EdgeUnit) map[string]string {
 	return out
 }
 
+// settledRV waits until the unit's status is complete (settled matches)
+// and the controllers' cache shows the version the API serves, so no pass
+// can still be working from an older state, and returns that version.
+func settledRV(ctx context.Context, name string, settled OmegaMatcher) string {
+	GinkgoHelper()
+	var rv string
+	Eventually(func(g Gomega) {
+		u := getUnit(ctx, name)(g)
+		g.Expect(u).To(settled)
+		inCache := &edgev1.EdgeUnit{}
+		g.Expect(cached.Get(ctx, client.ObjectKeyFromObject(u), inCache)).To(Succeed())
+		g.Expect(inCache.ResourceVersion).To(Equal(u.ResourceVersion), "the cache lags behind the API")
+		rv = u.ResourceVersion
+	}).Should(Succeed())
+	return rv
+}
+
 func networkBound(status metav1.ConditionStatus, reason string) OmegaMatcher {
 	return WithTransform(func(u *edgev1.EdgeUnit) string {
 		c := meta.FindStatusCondition(u.Status.Conditions, edgev1.ConditionNetworkBound)
@@ -241,9 +258,15 @@ var _ = Describe("Bindings controller", func() {
 		newUnit(ctx, name, edgev1.NetworkAutonomySpec{StablePodIPs: true, StableVTEPMAC: true})
 		newNode(ctx, node, name, "192.0.2.30")
 		newPod(ctx, "web-"+name, node, "10.244.3.4")
+		// Complete: both controllers' fields for the generation, the node's
+		// VTEP binding with the InternalIP it was given after it was created
+		// as well as the pod's, and the finalizer.
 		settled := SatisfyAll(
 			WithTransform(podIPs, Equal(map[string]string{"default/web-" + name + "@" + node: "10.244.3.4"})),
+			WithTransform(vteps, Equal(map[string]string{node: bindings.MACOf(node, 0) + " 192.0.2.30"})),
 			networkBound(metav1.ConditionTrue, edgev1.ReasonSynced),
+			WithTransform(func(u *edgev1.EdgeUnit) bool { return u.Status.ObservedGeneration == u.Generation }, BeTrue()),
+			WithTransform(func(u *edgev1.EdgeUnit) []string { return u.Finalizers }, ContainElement(edgeunit.Finalizer)),
 			WithTransform(func(u *edgev1.EdgeUnit) []string {
 				var ts []string
 				for _, c := range u.Status.Conditions {
@@ -258,7 +281,7 @@ var _ = Describe("Bindings controller", func() {
 		Eventually(getUnit(ctx, name)).Should(settled)
 
 		By("no flapping: once settled, nobody writes the unit")
-		rv := getUnit(ctx, name)(Default).ResourceVersion
+		rv := settledRV(ctx, name, settled)
 		Consistently(func(g Gomega) string { return getUnit(ctx, name)(g).ResourceVersion }, 3*time.Second).Should(Equal(rv))
 
 		By("a spec change makes both controllers write: each keeps the other's fields")
@@ -268,7 +291,7 @@ var _ = Describe("Bindings controller", func() {
 			return k8s.Update(ctx, u)
 		})).To(Succeed())
 		Eventually(getUnit(ctx, name)).Should(SatisfyAll(settled, WithTransform(func(u *edgev1.EdgeUnit) int64 { return u.Status.ObservedGeneration }, Equal(int64(2)))))
-		rv = getUnit(ctx, name)(Default).ResourceVersion
+		rv = settledRV(ctx, name, SatisfyAll(settled, WithTransform(func(u *edgev1.EdgeUnit) int64 { return u.Status.ObservedGeneration }, Equal(int64(2)))))
 		Consistently(func(g Gomega) string { return getUnit(ctx, name)(g).ResourceVersion }, 3*time.Second).Should(Equal(rv))
 
 		By("field ownership: bindings and NetworkBound are the bindings controller's, the rest the EdgeUnit controller's")

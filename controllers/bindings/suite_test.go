@@ -24,7 +24,10 @@ import (
 const namespace = "edgeunit-system"
 
 var (
-	k8s     client.Client
+	k8s client.Client
+	// cached is the manager's client: it reads through the cache the
+	// controllers read.
+	cached  client.Client
 	restCfg *rest.Config
 )
 
@@ -36,7 +39,7 @@ func TestBindings(t *testing.T) {
 var _ = BeforeSuite(func() {
 	c := suite.Start(testenv.ClusterOptions{Scheme: runtime.SchemeBuilder{edgev1.AddToScheme}, Namespaces: []string{namespace}})
 	k8s, restCfg = c.Client, c.Config
-	suite.StartManager(c, testenv.ManagerOptions{
+	mgr := suite.StartManager(c, testenv.ManagerOptions{
 		// As the manager does: no managed fields in the cache.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 		Setup: func(ctx context.Context, mgr ctrl.Manager) error {
@@ -54,4 +57,5 @@ var _ = BeforeSuite(func() {
 			return bindings.SetupWithManager(ctx, mgr, copts)
 		},
 	})
+	cached = mgr.GetClient()
 })

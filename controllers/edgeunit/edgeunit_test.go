@@ -223,17 +223,22 @@ var _ = Describe("EdgeUnit controller", func() {
 		))
 
 		setDaemonSetStatus(ctx, hubName(u.Name), 2, 2, 2)
+		// The complete status for the generation: every condition the
+		// controller writes, and the final counts.
 		Eventually(getUnit(ctx, u.Name)).Should(SatisfyAll(
 			WithTransform(func(u *edgev1.EdgeUnit) edgev1.RolloutStatus { return u.Status.Hub }, Equal(edgev1.RolloutStatus{Desired: 2, Ready: 2, Updated: 2})),
+			WithTransform(func(u *edgev1.EdgeUnit) edgev1.RolloutStatus { return u.Status.TunnelAgent }, BeZero()),
+			WithTransform(func(u *edgev1.EdgeUnit) int32 { return u.Status.NodeCount }, Equal(int32(2))),
+			WithTransform(func(u *edgev1.EdgeUnit) []string { return u.Finalizers }, ContainElement(edgeunit.Finalizer)),
 			haveCondition(edgev1.ConditionHubReady, metav1.ConditionTrue, edgev1.ReasonAvailable),
 			haveCondition(edgev1.ConditionTunnelConnected, metav1.ConditionFalse, edgev1.ReasonDisabled),
 			haveCondition(edgev1.ConditionTopologyProgrammed, metav1.ConditionTrue, string(edgev1.TopologyAnnotated)),
 			haveCondition(edgev1.ConditionReady, metav1.ConditionTrue, edgev1.ReasonComponentsReady),
 		))
 
-		Eventually(func() []string {
+		Eventually(func(g Gomega) []string {
 			var list eventsv1.EventList
-			Expect(k8s.List(ctx, &list)).To(Succeed())
+			g.Expect(k8s.List(ctx, &list)).To(Succeed())
 			var reasons []string
 			for _, e := range list.Items {
 				if e.Regarding.Name == u.Name && e.Regarding.Kind == "EdgeUnit" {
@@ -244,21 +249,31 @@ var _ = Describe("EdgeUnit controller", func() {
 		}).Should(ContainElements(edgev1.ReasonAvailable, edgev1.ReasonComponentsReady))
 
 		// Steady state: nothing more is written, neither status nor children.
-		versions := func() []string {
+		// versions reads the unit, the hub DaemonSet and the hub ConfigMap
+		// (only its metadata: the controller caches no more of it) through c.
+		versions := func(g Gomega, c client.Reader) []string {
+			cm := &metav1.PartialObjectMetadata{}
+			cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
 			var out []string
-			for _, obj := range []client.Object{&edgev1.EdgeUnit{}, &appsv1.DaemonSet{}, &corev1.ConfigMap{}} {
+			for _, obj := range []client.Object{&edgev1.EdgeUnit{}, &appsv1.DaemonSet{}, cm} {
 				name := hubName(u.Name)
 				ns := namespace
 				if _, ok := obj.(*edgev1.EdgeUnit); ok {
 					name, ns = u.Name, ""
 				}
-				Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)).To(Succeed())
+				g.Expect(c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, obj)).To(Succeed())
 				out = append(out, obj.GetResourceVersion())
 			}
 			return out
 		}
-		before := versions()
-		Consistently(versions, 2*time.Second, 200*time.Millisecond).Should(Equal(before))
+		// Take them once the controller's cache shows what the API serves,
+		// so no pass can still be working from an older state.
+		var before []string
+		Eventually(func(g Gomega) {
+			before = versions(g, k8s)
+			g.Expect(versions(g, cached)).To(Equal(before), "the cache lags behind the API")
+		}).Should(Succeed())
+		Consistently(func(g Gomega) []string { return versions(g, k8s) }, 2*time.Second, 200*time.Millisecond).Should(Equal(before))
 	})
 
 	It("propagates TunnelEndpoint address changes to the agents' configuration", func(ctx SpecContext) {
@@ -269,10 +284,14 @@ var _ = Describe("EdgeUnit controller", func() {
 			err := k8s.Get(ctx, key(agentName(u.Name)), cm)
 			return cm.Data["servers"], err
 		}).Should(Equal("a.example.com:10262"))
+		// The pass that applied the ConfigMap applies the DaemonSet next.
 		ds := &appsv1.DaemonSet{}
-		Expect(k8s.Get(ctx, key(agentName(u.Name)), ds)).To(Succeed())
-		oldHash := ds.Spec.Template.Annotations[edgev1.Prefix+"config-hash"]
-		Expect(oldHash).NotTo(BeEmpty())
+		var oldHash string
+		Eventually(func() (string, error) {
+			err := k8s.Get(ctx, key(agentName(u.Name)), ds)
+			oldHash = ds.Spec.Template.Annotations[edgev1.Prefix+"config-hash"]
+			return oldHash, err
+		}).ShouldNot(BeEmpty())
 
 		setEndpointStatus(ctx, te.Name, func(st *edgev1.TunnelEndpointStatus) {
 			st.Addresses = []string{"b.example.com", "c.example.com"}

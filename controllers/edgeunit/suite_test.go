@@ -20,8 +20,11 @@ import (
 const namespace = "edgeunit-system"
 
 var (
-	k8s  client.Client
-	opts = edgeunit.Options{
+	k8s client.Client
+	// cached is the manager's client: it reads through the cache the
+	// controller reads.
+	cached client.Client
+	opts   = edgeunit.Options{
 		Namespace:    namespace,
 		HubImage:     "example.com/edgeunit:test",
 		AgentImage:   "example.com/tunnel-agent:test",
@@ -38,9 +41,10 @@ var _ = BeforeSuite(func() {
 	// CRDs only: the webhooks are tested with their own package.
 	c := suite.Start(testenv.ClusterOptions{Scheme: runtime.SchemeBuilder{edgev1.AddToScheme}, Namespaces: []string{namespace}})
 	k8s = c.Client
-	suite.StartManager(c, testenv.ManagerOptions{Setup: func(ctx context.Context, mgr ctrl.Manager) error {
+	mgr := suite.StartManager(c, testenv.ManagerOptions{Setup: func(ctx context.Context, mgr ctrl.Manager) error {
 		o := opts
 		o.Controller = controller.Options{MaxConcurrentReconciles: 4}
 		return edgeunit.SetupWithManager(ctx, mgr, o)
 	}})
+	cached = mgr.GetClient()
 })

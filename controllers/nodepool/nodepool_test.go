@@ -87,18 +87,21 @@ func createPool(ctx context.Context, p *edgev1.NodePool) *edgev1.NodePool {
 	return p
 }
 
-func getNode(ctx context.Context, name string) func() *corev1.Node {
-	return func() *corev1.Node {
+// getNode reads a node; polled by Eventually, a failed read is retried.
+// Outside one, call it with Default.
+func getNode(ctx context.Context, name string) func(Gomega) *corev1.Node {
+	return func(g Gomega) *corev1.Node {
 		n := &corev1.Node{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, n)).To(Succeed())
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, n)).To(Succeed())
 		return n
 	}
 }
 
-func getPool(ctx context.Context, name string) func() *edgev1.NodePool {
-	return func() *edgev1.NodePool {
+// getPool is getNode for pools.
+func getPool(ctx context.Context, name string) func(Gomega) *edgev1.NodePool {
+	return func(g Gomega) *edgev1.NodePool {
 		p := &edgev1.NodePool{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, p)).To(Succeed())
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, p)).To(Succeed())
 		return p
 	}
 }
@@ -109,7 +112,7 @@ func updatePool(ctx context.Context, name string, change func(*edgev1.NodePool))
 	GinkgoHelper()
 	var p *edgev1.NodePool
 	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		p = getPool(ctx, name)()
+		p = getPool(ctx, name)(Default)
 		change(p)
 		return k8s.Update(ctx, p)
 	})).To(Succeed())
@@ -139,6 +142,36 @@ func condition(t string) func(*edgev1.NodePool) metav1.Condition {
 	}
 }
 
+// converged matches a pool whose status is complete for its current
+// generation: exactly nodes as members, all of them Ready and carrying the
+// pool's keys, no owning unit, both conditions Synced and computed for
+// that generation, and the finalizer in place.
+func converged(nodes ...string) OmegaMatcher {
+	synced := SatisfyAll(HaveField("Status", metav1.ConditionTrue), HaveField("Reason", edgev1.ReasonSynced))
+	return SatisfyAll(
+		HaveField("Finalizers", ContainElement(edgev1.FinalizerNodePool)),
+		WithTransform(func(p *edgev1.NodePool) []string {
+			var stale []string
+			if p.Status.ObservedGeneration != p.Generation {
+				stale = append(stale, "status")
+			}
+			for _, c := range p.Status.Conditions {
+				if c.ObservedGeneration != p.Generation {
+					stale = append(stale, c.Type)
+				}
+			}
+			return stale
+		}, BeEmpty()),
+		HaveField("Status.NodeCount", BeEquivalentTo(len(nodes))),
+		HaveField("Status.ReadyNodes", BeEquivalentTo(len(nodes))),
+		HaveField("Status.NotReadyNodes", BeEquivalentTo(0)),
+		HaveField("Status.Nodes", ConsistOf(nodes)),
+		HaveField("Status.Unit", BeEmpty()),
+		WithTransform(condition(edgev1.ConditionNodesSynced), synced),
+		WithTransform(condition(edgev1.ConditionReady), synced),
+	)
+}
+
 var _ = Describe("NodePool controller", func() {
 	It("pushes labels, annotations, taints and autonomy to member nodes", func(ctx SpecContext) {
 		pool := createPool(ctx, samplePool(uniq("site")))
@@ -164,11 +197,11 @@ var _ = Describe("NodePool controller", func() {
 			HaveField("Status.ReadyNodes", BeEquivalentTo(1)),
 			HaveField("Status.NotReadyNodes", BeEquivalentTo(1)),
 			HaveField("Status.Nodes", Equal([]string{a.Name, b.Name})),
-			HaveField("Status.ObservedGeneration", BeNumerically("==", getPool(ctx, pool.Name)().Generation)),
+			HaveField("Status.ObservedGeneration", BeNumerically("==", getPool(ctx, pool.Name)(Default).Generation)),
 			WithTransform(condition(edgev1.ConditionReady), HaveField("Status", metav1.ConditionTrue)),
 			WithTransform(condition(edgev1.ConditionNodesSynced), HaveField("Reason", edgev1.ReasonSynced)),
 		))
-		Expect(getPool(ctx, pool.Name)().Finalizers).To(ContainElement(edgev1.FinalizerNodePool))
+		Expect(getPool(ctx, pool.Name)(Default).Finalizers).To(ContainElement(edgev1.FinalizerNodePool))
 
 		By("a node turning Ready")
 		setReady(ctx, b.Name, corev1.ConditionTrue)
@@ -185,7 +218,14 @@ var _ = Describe("NodePool controller", func() {
 				HaveField("Reason", edgev1.ReasonKeyConflict),
 				HaveField("Message", ContainSubstring(n.Name+": label tier")),
 			)))
-		got := getNode(ctx, n.Name)()
+		// The pool reports the conflict from the node as it is, possibly
+		// before the node controller's patch: wait for the keys that patch
+		// sets, then check the other writer's are still there.
+		Eventually(getNode(ctx, n.Name)).Should(SatisfyAll(
+			WithTransform(labels, HaveKeyWithValue("example.com/site", pool.Name)),
+			WithTransform(hasTaint("example.com/edge", corev1.TaintEffectNoSchedule, "true"), BeTrue()),
+		))
+		got := getNode(ctx, n.Name)(Default)
 		Expect(got.Labels).To(HaveKeyWithValue("tier", "core"))
 		Expect(got.Labels).To(HaveKeyWithValue("example.com/site", pool.Name))
 		Expect(hasTaint("example.com/other", corev1.TaintEffectNoExecute, "")(got)).To(BeTrue())
@@ -194,7 +234,7 @@ var _ = Describe("NodePool controller", func() {
 		By("the pool dropping the label leaves the other writer's value in place")
 		updatePool(ctx, pool.Name, func(p *edgev1.NodePool) { delete(p.Spec.Labels, "tier") })
 		Eventually(getPool(ctx, pool.Name)).Should(WithTransform(condition(edgev1.ConditionReady), HaveField("Status", metav1.ConditionTrue)))
-		Expect(getNode(ctx, n.Name)().Labels).To(HaveKeyWithValue("tier", "core"))
+		Expect(getNode(ctx, n.Name)(Default).Labels).To(HaveKeyWithValue("tier", "core"))
 	})
 
 	It("removes exactly the keys it set when the spec changes", func(ctx SpecContext) {
@@ -263,7 +303,7 @@ var _ = Describe("NodePool controller", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, client.ObjectKeyFromObject(pool), &edgev1.NodePool{}))
 		}).Should(BeTrue())
-		got := getNode(ctx, n.Name)()
+		got := getNode(ctx, n.Name)(Default)
 		Expect(got.Labels).To(Equal(map[string]string{"own": "kept", edgev1.LabelNodePool: pool.Name}))
 		Expect(got.Annotations).To(BeEmpty())
 		Expect(taintsNotByKubernetes(got)).To(BeEmpty())
@@ -305,7 +345,7 @@ var _ = Describe("NodePool controller", func() {
 		Eventually(getPool(ctx, pool.Name)).Should(WithTransform(condition(edgev1.ConditionReady), HaveField("Status", metav1.ConditionTrue)))
 		Expect(k8s.Delete(ctx, pool)).To(Succeed())
 		Eventually(getPool(ctx, pool.Name)).Should(HaveField("Finalizers", Equal([]string{"example.com/keep"})))
-		p := getPool(ctx, pool.Name)()
+		p := getPool(ctx, pool.Name)(Default)
 		p.Finalizers = nil
 		Expect(k8s.Update(ctx, p)).To(Succeed())
 	})
@@ -313,14 +353,29 @@ var _ = Describe("NodePool controller", func() {
 	It("makes no writes once converged", func(ctx SpecContext) {
 		pool := createPool(ctx, samplePool(uniq("idle")))
 		n := newNode(ctx, uniq("edge"), pool.Name, true, nil)
-		Eventually(getPool(ctx, pool.Name)).Should(WithTransform(condition(edgev1.ConditionReady), HaveField("Reason", edgev1.ReasonSynced)))
-		nodeRV, poolRV := getNode(ctx, n.Name)().ResourceVersion, getPool(ctx, pool.Name)().ResourceVersion
+		// Converged: the pool's status is complete for its generation (a
+		// status computed while the node's Ready patch had not reached the
+		// cache is Synced too, and is rewritten once it does), and the
+		// controllers' cache shows the versions the API serves, so no pass
+		// can still be working from an older state.
+		var nodeRV, poolRV string
+		Eventually(func(g Gomega) {
+			node, p := getNode(ctx, n.Name)(g), getPool(ctx, pool.Name)(g)
+			g.Expect(p).To(converged(n.Name))
+			g.Expect(node.Annotations).To(HaveKey(edgev1.AnnotationManaged))
+			inCache := []client.Object{&corev1.Node{}, &edgev1.NodePool{}}
+			for i, obj := range []client.Object{node, p} {
+				g.Expect(cached.Get(ctx, client.ObjectKeyFromObject(obj), inCache[i])).To(Succeed())
+				g.Expect(inCache[i].GetResourceVersion()).To(Equal(obj.GetResourceVersion()), "the cache lags behind %T %s", obj, obj.GetName())
+			}
+			nodeRV, poolRV = node.ResourceVersion, p.ResourceVersion
+		}).Should(Succeed())
 		// An unrelated change wakes both controllers up; neither may write.
 		other := newNode(ctx, uniq("unrelated"), "", true, nil)
 		Expect(k8s.Patch(ctx, other, client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`)))).To(Succeed())
 		poolRV = updatePool(ctx, pool.Name, func(p *edgev1.NodePool) { p.Annotations = map[string]string{"touched": "yes"} }).ResourceVersion
-		Consistently(func() []string {
-			return []string{getNode(ctx, n.Name)().ResourceVersion, getPool(ctx, pool.Name)().ResourceVersion}
+		Consistently(func(g Gomega) []string {
+			return []string{getNode(ctx, n.Name)(g).ResourceVersion, getPool(ctx, pool.Name)(g).ResourceVersion}
 		}, 3*time.Second, 200*time.Millisecond).Should(Equal([]string{nodeRV, poolRV}))
 	})
 })
@@ -374,7 +429,7 @@ var _ = Describe("NodePool validation", func() {
 		p := createPool(ctx, samplePool(uniq("immutable")))
 		Expect(p.Spec.Type).To(Equal(edgev1.NodePoolEdge), "type defaults to Edge")
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			p = getPool(ctx, p.Name)()
+			p = getPool(ctx, p.Name)(Default)
 			p.Spec.Type = edgev1.NodePoolCloud
 			p.Spec.Autonomy = nil
 			return k8s.Update(ctx, p)
@@ -388,6 +443,9 @@ var _ = Describe("NodePool validation", func() {
 		u := &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: uniq("unit")}, Spec: edgev1.EdgeUnitSpec{NodePools: []string{p.Name}}}
 		Expect(k8s.Create(ctx, u)).To(Succeed())
 		DeferCleanup(func(ctx context.Context) { _ = k8s.Delete(ctx, u) })
+		// The webhook lists EdgeUnits from the manager's cache: delete only
+		// once the cache has the unit.
+		Eventually(func() error { return cached.Get(ctx, client.ObjectKeyFromObject(u), &edgev1.EdgeUnit{}) }).Should(Succeed())
 		var warnings []string
 		cfg := rest.CopyConfig(env.Config)
 		cfg.WarningHandler = warningCollector{texts: &warnings}

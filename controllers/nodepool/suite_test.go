@@ -21,7 +21,10 @@ import (
 
 var (
 	k8s client.Client
-	env *envtest.Environment
+	// cached is the manager's client: it reads through the cache the
+	// controllers and the NodePool webhook read.
+	cached client.Client
+	env    *envtest.Environment
 )
 
 func TestNodePool(t *testing.T) {
@@ -37,10 +40,11 @@ var _ = BeforeSuite(func() {
 	k8s, env = c.Client, c.Env
 	// StartManager returns once the webhook server answers, before specs
 	// create pools.
-	suite.StartManager(c, testenv.ManagerOptions{Setup: func(ctx context.Context, mgr ctrl.Manager) error {
+	mgr := suite.StartManager(c, testenv.ManagerOptions{Setup: func(ctx context.Context, mgr ctrl.Manager) error {
 		if err := nodepool.SetupWithManager(ctx, mgr, controller.Options{MaxConcurrentReconciles: 4}); err != nil {
 			return err
 		}
 		return nodepoolwebhook.SetupWithManager(mgr)
 	}})
+	cached = mgr.GetClient()
 })

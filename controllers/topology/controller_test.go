@@ -41,10 +41,12 @@ func newService(ctx context.Context, annotations map[string]string, change func(
 	return svc
 }
 
-func get(ctx context.Context, svc *corev1.Service) func() *corev1.Service {
-	return func() *corev1.Service {
+// get reads the Service; polled by Eventually, a failed read is retried.
+// Outside one, call it with Default.
+func get(ctx context.Context, svc *corev1.Service) func(Gomega) *corev1.Service {
+	return func(g Gomega) *corev1.Service {
 		s := &corev1.Service{}
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(svc), s)).To(Succeed())
+		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(svc), s)).To(Succeed())
 		return s
 	}
 }
@@ -86,7 +88,7 @@ var _ = Describe("Topology controller", func() {
 		svc := newService(ctx, map[string]string{edgev1.AnnotationTopology: topology.TopologyUnit}, nil)
 		Eventually(get(ctx, svc)).Should(WithTransform(distribution, Equal(corev1.ServiceTrafficDistributionPreferSameZone)))
 
-		s := get(ctx, svc)()
+		s := get(ctx, svc)(Default)
 		Expect(ownedBy(s)).To(ConsistOf(topology.FieldOwner + "/Apply"))
 		Expect(s.Spec.SessionAffinity).To(Equal(corev1.ServiceAffinityClientIP))
 		Expect(s.Spec.Ports).To(HaveLen(1))
@@ -96,7 +98,7 @@ var _ = Describe("Topology controller", func() {
 
 		setAnnotation(ctx, svc, nil)
 		Eventually(get(ctx, svc)).Should(WithTransform(distribution, BeEmpty()))
-		s = get(ctx, svc)()
+		s = get(ctx, svc)(Default)
 		Expect(s.Spec.SessionAffinity).To(Equal(corev1.ServiceAffinityNone))
 		Expect(s.Spec.Selector).To(Equal(map[string]string{"app": "web"}))
 		for _, m := range s.ManagedFields {
@@ -121,7 +123,7 @@ var _ = Describe("Topology controller", func() {
 		// A later, unrelated Service proves the controller has caught up.
 		marker := newService(ctx, map[string]string{edgev1.AnnotationTopology: topology.TopologyUnit}, nil)
 		Eventually(get(ctx, marker)).Should(WithTransform(distribution, Equal(corev1.ServiceTrafficDistributionPreferSameZone)))
-		s := get(ctx, svc)()
+		s := get(ctx, svc)(Default)
 		Expect(distribution(s)).To(Equal(corev1.ServiceTrafficDistributionPreferSameZone))
 		Expect(ownedBy(s)).To(ConsistOf("user/Update"))
 	})
@@ -131,7 +133,7 @@ var _ = Describe("Topology controller", func() {
 			s.Spec.TrafficDistribution = ptrTo(corev1.ServiceTrafficDistributionPreferSameNode)
 		})
 		Eventually(events(ctx, svc)).Should(ContainElement(topology.ReasonFieldConflict))
-		s := get(ctx, svc)()
+		s := get(ctx, svc)(Default)
 		Expect(distribution(s)).To(Equal(corev1.ServiceTrafficDistributionPreferSameNode))
 		Expect(ownedBy(s)).To(ConsistOf("user/Update"))
 	})
@@ -139,7 +141,7 @@ var _ = Describe("Topology controller", func() {
 	It("reports an invalid annotation and writes nothing", func(ctx SpecContext) {
 		svc := newService(ctx, map[string]string{edgev1.AnnotationTopology: "zone"}, nil)
 		Eventually(events(ctx, svc)).Should(ContainElement(topology.ReasonInvalidTopology))
-		s := get(ctx, svc)()
+		s := get(ctx, svc)(Default)
 		Expect(s.Spec.TrafficDistribution).To(BeNil())
 		for _, m := range s.ManagedFields {
 			Expect(m.Manager).NotTo(Equal(topology.FieldOwner))
@@ -147,10 +149,10 @@ var _ = Describe("Topology controller", func() {
 	})
 })
 
-func events(ctx context.Context, svc *corev1.Service) func() []string {
-	return func() []string {
+func events(ctx context.Context, svc *corev1.Service) func(Gomega) []string {
+	return func(g Gomega) []string {
 		var list eventsv1.EventList
-		Expect(k8s.List(ctx, &list, client.InNamespace(svc.Namespace))).To(Succeed())
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(svc.Namespace))).To(Succeed())
 		var reasons []string
 		for _, e := range list.Items {
 			if e.Regarding.Name == svc.Name && e.Regarding.Kind == "Service" {

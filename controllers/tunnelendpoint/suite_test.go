@@ -24,9 +24,12 @@ import (
 const namespace = "edgeunit-system"
 
 var (
-	k8s   client.Client
-	clk   *clocktesting.FakePassiveClock
-	probe *tunnelendpoint.Reconciler // a second reconciler, called directly
+	k8s client.Client
+	// cached is the manager's client: it reads through the cache the
+	// controller and probe read.
+	cached client.Client
+	clk    *clocktesting.FakePassiveClock
+	probe  *tunnelendpoint.Reconciler // a second reconciler, called directly
 )
 
 func TestTunnelEndpoint(t *testing.T) {
@@ -58,6 +61,7 @@ var _ = BeforeSuite(func() {
 		},
 	})
 	Expect(mgr.GetCache().WaitForCacheSync(mgr.Ctx)).To(BeTrue())
+	cached = mgr.GetClient()
 })
 
 func ptrTo[T any](v T) *T { return &v }

@@ -62,10 +62,12 @@ func createEndpoint(ctx context.Context, te *edgev1.TunnelEndpoint) *edgev1.Tunn
 	return te
 }
 
-func getEndpoint(ctx context.Context, name string) func() *edgev1.TunnelEndpoint {
-	return func() *edgev1.TunnelEndpoint {
+// getEndpoint reads an endpoint; polled by Eventually, a failed read is
+// retried. Outside one, call it with Default.
+func getEndpoint(ctx context.Context, name string) func(Gomega) *edgev1.TunnelEndpoint {
+	return func(g Gomega) *edgev1.TunnelEndpoint {
 		te := &edgev1.TunnelEndpoint{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, te)).To(Succeed())
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Name: name}, te)).To(Succeed())
 		return te
 	}
 }
@@ -73,10 +75,54 @@ func getEndpoint(ctx context.Context, name string) func() *edgev1.TunnelEndpoint
 func updateEndpoint(ctx context.Context, name string, change func(*edgev1.TunnelEndpoint)) {
 	GinkgoHelper()
 	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		te := getEndpoint(ctx, name)()
+		te := &edgev1.TunnelEndpoint{}
+		if err := k8s.Get(ctx, types.NamespacedName{Name: name}, te); err != nil {
+			return err
+		}
 		change(te)
 		return k8s.Update(ctx, te)
 	})).To(Succeed())
+}
+
+// settled waits until the controller is done with the endpoint's current
+// generation and returns the endpoint: the finalizer is on; the status
+// (observedGeneration, addresses and each condition the controller writes,
+// Ready included) is computed for that generation, with the serving
+// certificate issued; and the manager's cache, which the controller and
+// probe read, holds the version the API serves. A pass that starts after
+// this sees what the API shows, so neither a probe call nor a "no writes"
+// check races a pass still working from an older state.
+func settled(ctx context.Context, name string) *edgev1.TunnelEndpoint {
+	GinkgoHelper()
+	var te *edgev1.TunnelEndpoint
+	Eventually(func(g Gomega) {
+		te = getEndpoint(ctx, name)(g)
+		g.Expect(te.Finalizers).To(ContainElement(tunnelendpoint.Finalizer))
+		g.Expect(te.Status.ObservedGeneration).To(Equal(te.Generation), "status.observedGeneration")
+		for _, t := range []string{edgev1.ConditionServersReady, edgev1.ConditionCertificateReady, edgev1.ConditionReady} {
+			g.Expect(condition(te, t).ObservedGeneration).To(Equal(te.Generation), "observedGeneration of condition %s", t)
+		}
+		g.Expect(condition(te, edgev1.ConditionCertificateReady).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(te.Status.Addresses).NotTo(BeEmpty())
+		inCache := &edgev1.TunnelEndpoint{}
+		g.Expect(cached.Get(ctx, client.ObjectKeyFromObject(te), inCache)).To(Succeed())
+		g.Expect(inCache.ResourceVersion).To(Equal(te.ResourceVersion), "the cache lags behind the API")
+	}).Should(Succeed())
+	return te
+}
+
+// reconcileWithProbe runs a pass of the probe reconciler, retrying a pass
+// that fails (a write racing the running controller's, a cache that has
+// not caught up), and returns the result of the one that succeeded.
+func reconcileWithProbe(ctx context.Context, name string) reconcile.Result {
+	GinkgoHelper()
+	var res reconcile.Result
+	Eventually(func(g Gomega) {
+		var err error
+		res, err = probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
+		g.Expect(err).NotTo(HaveOccurred())
+	}).Should(Succeed())
+	return res
 }
 
 func get[T client.Object](ctx context.Context, obj T, name string) func() (T, error) {
@@ -97,22 +143,26 @@ func servingCert(ctx context.Context, name string) func() (*x509.Certificate, er
 	}
 }
 
-func caPool(ctx context.Context) *x509.CertPool {
+// caPool reads the operator CA; g fails (and, polled, retries) when it
+// cannot. Outside Eventually, pass Default.
+func caPool(ctx context.Context, g Gomega) *x509.CertPool {
 	GinkgoHelper()
 	sec := &corev1.Secret{}
-	Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certificates.CASecret}, sec)).To(Succeed())
+	g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: namespace, Name: certificates.CASecret}, sec)).To(Succeed())
 	ca, err := certs.ParseCert(sec.Data[corev1.TLSCertKey])
-	Expect(err).NotTo(HaveOccurred())
+	g.Expect(err).NotTo(HaveOccurred())
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return pool
 }
 
 // verifiesFor checks the certificate against the operator CA for a name.
-func verifiesFor(ctx context.Context, cert *x509.Certificate, name string) error {
+// Failing to read the CA fails g, never the verification: a check that the
+// certificate does not verify cannot pass for want of the CA.
+func verifiesFor(ctx context.Context, g Gomega, cert *x509.Certificate, name string) error {
 	_, err := cert.Verify(x509.VerifyOptions{
 		DNSName:     name,
-		Roots:       caPool(ctx),
+		Roots:       caPool(ctx, g),
 		CurrentTime: clk.Now(),
 		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	})
@@ -191,7 +241,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		Expect(sec.Data).To(HaveKey(corev1.ServiceAccountRootCAKey))
 
 		Eventually(func(g Gomega) {
-			got := getEndpoint(ctx, te.Name)()
+			got := getEndpoint(ctx, te.Name)(g)
 			g.Expect(got.Finalizers).To(ContainElement(tunnelendpoint.Finalizer))
 			g.Expect(got.Status.Addresses).To(ConsistOf("203.0.113.5:9100", "tunnel.example.com:9100"))
 			g.Expect(condition(got, edgev1.ConditionCertificateReady).Status).To(Equal(metav1.ConditionTrue))
@@ -220,9 +270,9 @@ var _ = Describe("TunnelEndpoint controller", func() {
 			cert, err := servingCert(ctx, te.Name)()
 			g.Expect(err).NotTo(HaveOccurred())
 			for _, n := range names {
-				g.Expect(verifiesFor(ctx, cert, n)).To(Succeed(), "name %s", n)
+				g.Expect(verifiesFor(ctx, g, cert, n)).To(Succeed(), "name %s", n)
 			}
-			g.Expect(verifiesFor(ctx, cert, "other.example.com")).NotTo(Succeed())
+			g.Expect(verifiesFor(ctx, g, cert, "other.example.com")).NotTo(Succeed())
 		}).Should(Succeed())
 	})
 
@@ -245,7 +295,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 			}
 		}
 		Expect(nodePort).NotTo(BeZero())
-		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Status.Addresses }).Should(
+		Eventually(func(g Gomega) []string { return getEndpoint(ctx, te.Name)(g).Status.Addresses }).Should(
 			ConsistOf(fmt.Sprintf("203.0.113.5:%d", nodePort), fmt.Sprintf("tunnel.example.com:%d", nodePort)))
 
 		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) {
@@ -260,13 +310,20 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		// A load balancer comes up (no cloud controller here: the test
 		// writes its status): its IP joins the addresses and the
 		// certificate.
-		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.77"}}
-		Expect(k8s.Status().Update(ctx, svc)).To(Succeed())
-		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Status.Addresses }).Should(ContainElement("198.51.100.77:10262"))
+		// A pass still applying the Service may bump its resourceVersion.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			lb := &corev1.Service{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(svc), lb); err != nil {
+				return err
+			}
+			lb.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "198.51.100.77"}}
+			return k8s.Status().Update(ctx, lb)
+		})).To(Succeed())
+		Eventually(func(g Gomega) []string { return getEndpoint(ctx, te.Name)(g).Status.Addresses }).Should(ContainElement("198.51.100.77:10262"))
 		Eventually(func(g Gomega) {
 			cert, err := servingCert(ctx, te.Name)()
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(verifiesFor(ctx, cert, "198.51.100.77")).To(Succeed())
+			g.Expect(verifiesFor(ctx, g, cert, "198.51.100.77")).To(Succeed())
 		}).Should(Succeed())
 
 		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) {
@@ -295,11 +352,11 @@ var _ = Describe("TunnelEndpoint controller", func() {
 			cert, err := servingCert(ctx, te.Name)()
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(cert.SerialNumber).NotTo(Equal(first.SerialNumber))
-			g.Expect(verifiesFor(ctx, cert, "2001:db8::42")).To(Succeed())
-			g.Expect(verifiesFor(ctx, cert, "edge.example.org")).To(Succeed())
-			g.Expect(verifiesFor(ctx, cert, "tunnel.example.com")).NotTo(Succeed())
+			g.Expect(verifiesFor(ctx, g, cert, "2001:db8::42")).To(Succeed())
+			g.Expect(verifiesFor(ctx, g, cert, "edge.example.org")).To(Succeed())
+			g.Expect(verifiesFor(ctx, g, cert, "tunnel.example.com")).NotTo(Succeed())
 		}).Should(Succeed())
-		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Status.Addresses }).Should(
+		Eventually(func(g Gomega) []string { return getEndpoint(ctx, te.Name)(g).Status.Addresses }).Should(
 			ConsistOf("[2001:db8::42]:10262", "edge.example.org:10262"))
 	})
 
@@ -307,6 +364,9 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		te := createEndpoint(ctx, newEndpoint(uniq("rotate"), func(te *edgev1.TunnelEndpoint) {
 			te.Spec.CertificateLifetime = &metav1.Duration{Duration: 3 * time.Hour}
 		}))
+		// The running controller is done with the endpoint (its certificate
+		// issued) before the probe runs a pass of its own.
+		settled(ctx, te.Name)
 		var first *x509.Certificate
 		Eventually(func() error {
 			var err error
@@ -317,8 +377,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		renewAt := first.NotBefore.Add(first.NotAfter.Sub(first.NotBefore) * 2 / 3)
 
 		// The reconciler asks to come back exactly at the renewal time.
-		res, err := probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: te.Name}})
-		Expect(err).NotTo(HaveOccurred())
+		res := reconcileWithProbe(ctx, te.Name)
 		Expect(res.RequeueAfter).To(BeNumerically("~", renewAt.Sub(clk.Now()), time.Second))
 		cert, err := servingCert(ctx, te.Name)()
 		Expect(err).NotTo(HaveOccurred())
@@ -327,13 +386,12 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		// Time passes the renewal point; the requeue (played here by the
 		// direct call, not to wait hours) renews.
 		clk.SetTime(renewAt.Add(time.Minute))
-		res, err = probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: te.Name}})
-		Expect(err).NotTo(HaveOccurred())
+		res = reconcileWithProbe(ctx, te.Name)
 		renewed, err := servingCert(ctx, te.Name)()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(renewed.SerialNumber).NotTo(Equal(first.SerialNumber))
 		Expect(renewed.NotAfter).To(BeTemporally(">", first.NotAfter))
-		Expect(verifiesFor(ctx, renewed, tunnelendpoint.ServiceName(te.Name))).To(Succeed())
+		Expect(verifiesFor(ctx, Default, renewed, tunnelendpoint.ServiceName(te.Name))).To(Succeed())
 		newRenewAt := renewed.NotBefore.Add(renewed.NotAfter.Sub(renewed.NotBefore) * 2 / 3)
 		Expect(res.RequeueAfter).To(BeNumerically("~", newRenewAt.Sub(clk.Now()), time.Second))
 		Expect(newRenewAt.Sub(clk.Now())).To(BeNumerically("~", 2*time.Hour, 5*time.Minute))
@@ -347,8 +405,8 @@ var _ = Describe("TunnelEndpoint controller", func() {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(cert.SerialNumber).NotTo(Equal(renewed.SerialNumber))
 		}).Should(Succeed())
-		Eventually(func() string {
-			return condition(getEndpoint(ctx, te.Name)(), edgev1.ConditionCertificateReady).Reason
+		Eventually(func(g Gomega) string {
+			return condition(getEndpoint(ctx, te.Name)(g), edgev1.ConditionCertificateReady).Reason
 		}).Should(Equal(edgev1.ReasonIssued))
 	})
 
@@ -376,7 +434,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		Expect(cert.DNSNames).To(BeEmpty())
 		Expect(cert.NotAfter.Sub(cert.NotBefore)).To(Equal(tunnelendpoint.DefaultEgressCertificateLifetime+5*time.Minute),
 			"kube-apiserver reads it only at start: it lives a year")
-		_, err = cert.Verify(x509.VerifyOptions{Roots: caPool(ctx), CurrentTime: clk.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		_, err = cert.Verify(x509.VerifyOptions{Roots: caPool(ctx, Default), CurrentTime: clk.Now(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 		Expect(err).NotTo(HaveOccurred())
 
 		By("a CONNECT listener built from the serving Secret admits the egress certificate and refuses an agent's")
@@ -397,8 +455,8 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		Expect(err).To(HaveOccurred(), "an agent certificate must not open CONNECT tunnels")
 
 		By("keeping it across passes, and re-issuing it when its Secret is deleted")
-		_, err = probe.Reconcile(ctx, reconcile.Request{NamespacedName: types.NamespacedName{Name: te.Name}})
-		Expect(err).NotTo(HaveOccurred())
+		settled(ctx, te.Name)
+		reconcileWithProbe(ctx, te.Name)
 		again, err := get(ctx, &corev1.Secret{}, tunnelendpoint.EgressSecretName(te.Name))()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(again.Data[corev1.TLSCertKey]).To(Equal(egress.Data[corev1.TLSCertKey]))
@@ -420,7 +478,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 
 		setDeploymentStatus(ctx, te.Name, 1)
 		Eventually(func(g Gomega) {
-			got := getEndpoint(ctx, te.Name)()
+			got := getEndpoint(ctx, te.Name)(g)
 			g.Expect(got.Status.ReadyServers).To(Equal(int32(1)))
 			g.Expect(condition(got, edgev1.ConditionServersReady)).To(And(
 				HaveField("Status", metav1.ConditionFalse), HaveField("Reason", edgev1.ReasonProgressing)))
@@ -429,7 +487,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 
 		setDeploymentStatus(ctx, te.Name, 2)
 		Eventually(func(g Gomega) {
-			got := getEndpoint(ctx, te.Name)()
+			got := getEndpoint(ctx, te.Name)(g)
 			g.Expect(got.Status.ReadyServers).To(Equal(int32(2)))
 			g.Expect(condition(got, edgev1.ConditionServersReady)).To(And(
 				HaveField("Status", metav1.ConditionTrue), HaveField("Reason", edgev1.ReasonAvailable),
@@ -441,7 +499,9 @@ var _ = Describe("TunnelEndpoint controller", func() {
 
 	It("leaves the agent fields the servers write alone", func(ctx SpecContext) {
 		te := createEndpoint(ctx, newEndpoint(uniq("agents")))
-		Eventually(func() int64 { return getEndpoint(ctx, te.Name)().Status.ObservedGeneration }).Should(Equal(int64(1)))
+		// Not only observedGeneration: the whole status, so that no pass of
+		// the controller is still due to write when the report comes in.
+		Expect(settled(ctx, te.Name).Status.ObservedGeneration).To(Equal(int64(1)))
 
 		// A server reports its agents the way internal/tunnel's Reporter
 		// does: a merge patch of the status subresource.
@@ -450,22 +510,22 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		Expect(k8s.Status().Patch(ctx, &edgev1.TunnelEndpoint{ObjectMeta: metav1.ObjectMeta{Name: te.Name}}, client.RawPatch(types.MergePatchType, []byte(report)))).To(Succeed())
 
 		// The report alone does not make the controller write.
-		rv := getEndpoint(ctx, te.Name)().ResourceVersion
-		Consistently(func() string { return getEndpoint(ctx, te.Name)().ResourceVersion }, 2*time.Second).Should(Equal(rv))
+		rv := getEndpoint(ctx, te.Name)(Default).ResourceVersion
+		Consistently(func(g Gomega) string { return getEndpoint(ctx, te.Name)(g).ResourceVersion }, 2*time.Second).Should(Equal(rv))
 
 		// Passes that do write status (a spec change, servers becoming
 		// available) keep the report.
 		updateEndpoint(ctx, te.Name, func(te *edgev1.TunnelEndpoint) { te.Spec.Service.Addresses = []string{"203.0.113.6"} })
-		Eventually(func() int64 { return getEndpoint(ctx, te.Name)().Status.ObservedGeneration }).Should(Equal(int64(2)))
+		Eventually(func(g Gomega) int64 { return getEndpoint(ctx, te.Name)(g).Status.ObservedGeneration }).Should(Equal(int64(2)))
 		setDeploymentStatus(ctx, te.Name, 2)
 		Eventually(func(g Gomega) {
-			got := getEndpoint(ctx, te.Name)()
+			got := getEndpoint(ctx, te.Name)(g)
 			g.Expect(got.Status.ReadyServers).To(Equal(int32(2)))
 			g.Expect(got.Status.Addresses).To(ConsistOf("203.0.113.6:10262"))
 			g.Expect(got.Status.ConnectedAgents).To(Equal(int32(5)))
 			g.Expect(got.Status.Agents).To(ConsistOf(And(HaveField("Node", "edge-1"), HaveField("Servers", int32(2)))))
 		}).Should(Succeed())
-		got := getEndpoint(ctx, te.Name)()
+		got := getEndpoint(ctx, te.Name)(Default)
 		Expect(got.Status.ConnectedAgents).To(Equal(int32(5)))
 		Expect(got.Status.Agents).To(HaveLen(1))
 	})
@@ -482,7 +542,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		for _, k := range kids {
 			Eventually(func() error { return k8s.Get(ctx, client.ObjectKeyFromObject(k), k) }).Should(Succeed())
 		}
-		Eventually(func() []string { return getEndpoint(ctx, te.Name)().Finalizers }).Should(ContainElement(tunnelendpoint.Finalizer))
+		Eventually(func(g Gomega) []string { return getEndpoint(ctx, te.Name)(g).Finalizers }).Should(ContainElement(tunnelendpoint.Finalizer))
 
 		Expect(k8s.Delete(ctx, te)).To(Succeed())
 		Eventually(func() bool {

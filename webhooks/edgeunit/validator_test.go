@@ -98,11 +98,11 @@ var _ = Describe("EdgeUnit webhook", func() {
 		old.Finalizers = []string{"test.edgeunit.io/hold"}
 		createUnit(ctx, old)
 		Expect(k8s.Delete(ctx, old)).To(Succeed())
-		Eventually(func() bool {
+		Eventually(func(g Gomega) {
 			u := &edgev1.EdgeUnit{}
-			Expect(cached.Get(ctx, client.ObjectKeyFromObject(old), u)).To(Succeed())
-			return u.DeletionTimestamp.IsZero()
-		}).Should(BeFalse())
+			g.Expect(cached.Get(ctx, client.ObjectKeyFromObject(old), u)).To(Succeed())
+			g.Expect(u.DeletionTimestamp.IsZero()).To(BeFalse(), "the cache does not show the deletion yet")
+		}).Should(Succeed())
 		createUnit(ctx, unit(uniq("new"), p1))
 	})
 

@@ -18,18 +18,33 @@ import (
 var uniq = suite.Uniq
 
 // autonomousNode creates a node as the NodePool controller leaves it for
-// an autonomous pool (duration "" means not autonomous).
+// an autonomous pool (duration "" means not autonomous), and waits until
+// the webhook's cache has it: a node the cache has not seen yet is an
+// unknown node to the webhook, which then leaves the pod alone.
 func autonomousNode(ctx context.Context, duration string) string {
 	GinkgoHelper()
-	return suite.AutonomousNode(ctx, k8s, duration)
+	name := suite.AutonomousNode(ctx, k8s, duration)
+	inCache(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}})
+	return name
 }
 
+// pool creates a NodePool and waits until the webhook's cache has it.
 func pool(ctx context.Context, autonomy *edgev1.AutonomySpec) string {
 	GinkgoHelper()
 	p := &edgev1.NodePool{ObjectMeta: metav1.ObjectMeta{Name: uniq("pool")}, Spec: edgev1.NodePoolSpec{Autonomy: autonomy}}
 	Expect(k8s.Create(ctx, p)).To(Succeed())
 	DeferCleanup(func(ctx context.Context) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, p))).To(Succeed()) })
+	inCache(ctx, p.DeepCopy())
 	return p.Name
+}
+
+// inCache waits until the manager's cache, which the webhook reads, holds
+// obj. Nothing in this suite changes a node or pool after creating it, so
+// the version the cache holds is the one created.
+func inCache(ctx context.Context, obj client.Object) {
+	GinkgoHelper()
+	Eventually(func() error { return cached.Get(ctx, client.ObjectKeyFromObject(obj), obj) }).
+		Should(Succeed(), "the cache never saw %T %s", obj, obj.GetName())
 }
 
 func newPod(change func(*corev1.Pod)) *corev1.Pod {

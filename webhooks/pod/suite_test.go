@@ -14,7 +14,12 @@ import (
 	podwebhook "github.com/edgeunit/edgeunit/webhooks/pod"
 )
 
-var k8s client.Client
+var (
+	k8s client.Client
+	// cached is the manager's client, which reads through the cache the
+	// webhook reads.
+	cached client.Client
+)
 
 func TestPodWebhook(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -31,4 +36,5 @@ var _ = BeforeSuite(func() {
 	k8s = c.Client
 	mgr := suite.StartManager(c, testenv.ManagerOptions{Setup: podwebhook.SetupWithManager})
 	Eventually(func() bool { return mgr.GetCache().WaitForCacheSync(mgr.Ctx) }).Should(BeTrue())
+	cached = mgr.GetClient()
 })
