@@ -47,17 +47,22 @@
 // # Offline writes
 //
 // While offline, the node's own Lease (kube-node-lease/<node>), its Node
-// status, and Pod status writes are answered locally from the cached object
-// and journaled durably. On reconnect they are replayed in order before new
-// writes go upstream. A PUT replaces an earlier journaled PUT of the same
-// object (it carries the full object). On replay a PUT that gets 409
-// Conflict is retried once with the object's current resourceVersion: the
-// node is the only writer of its Lease and of the status it reports, so last
-// writer wins is what would have happened online. A PATCH that gets 409 (a
-// uid precondition: the pod was deleted and recreated) or any write that gets
-// 404 (the object was deleted in the cloud) is dropped, since it described
-// an object that no longer exists; other 4xx answers are dropped and
-// counted; 5xx and connection errors keep the entry and retry with backoff.
+// status, and the status of pods bound to it are answered locally from the
+// cached object and journaled durably. As NodeRestriction admission would
+// online, a status write for a pod bound to another node, or to none, gets
+// 403 and is not journaled. The cached pod decides (a PUT body naming this
+// node does not override it); a PUT of a pod with no cached copy is judged
+// by the body's spec.nodeName. On reconnect journaled writes are replayed in
+// order before new writes go upstream. A PUT replaces an earlier journaled
+// PUT of the same object (it carries the full object). On replay a PUT that
+// gets 409 Conflict is retried once with the object's current
+// resourceVersion: the node is the only writer of its Lease and of the
+// status it reports, so last writer wins is what would have happened online.
+// A PATCH that gets 409 (a uid precondition: the pod was deleted and
+// recreated) or any write that gets 404 (the object was deleted in the
+// cloud) is dropped, since it described an object that no longer exists;
+// other 4xx answers are dropped and counted; 5xx and connection errors keep
+// the entry and retry with backoff.
 // Every other write gets 503 with a message while offline.
 package hub
 

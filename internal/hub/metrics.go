@@ -11,7 +11,7 @@ const (
 	outcomeCacheHit  = "cache_hit"  // answered from the cache
 	outcomeCacheMiss = "cache_miss" // offline and nothing cached: 503
 	outcomeJournaled = "journaled"  // offline write answered locally
-	outcomeRejected  = "rejected"   // offline write the hub cannot take: 503
+	outcomeRejected  = "rejected"   // offline write the hub cannot take: 503 (403 for another node's pod)
 	outcomeHeld      = "held"       // offline watch kept open
 	outcomeError     = "error"      // upstream failed and no fallback
 	outcomeAborted   = "aborted"    // upstream cut mid-answer: the answer is broken off

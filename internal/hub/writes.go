@@ -22,7 +22,8 @@ import (
 const maxWriteBody = 4 << 20
 
 // journalable says whether a write is one the hub answers locally while
-// offline: the node's own Lease, its Node status, Pod status.
+// offline: the node's own Lease, its Node status, Pod status (of pods bound
+// to the node: writeLocally checks that against the cached pod).
 func (h *Hub) journalable(ri reqInfo, r *http.Request) bool {
 	put, patch, post := r.Method == http.MethodPut, r.Method == http.MethodPatch, r.Method == http.MethodPost
 	switch {
@@ -107,14 +108,30 @@ func (h *Hub) rememberObject(client string, ri reqInfo, obj []byte) {
 func (h *Hub) writeLocally(w http.ResponseWriter, r *http.Request, client string, ri reqInfo, body []byte) string {
 	objRI := ri
 	objRI.sub = ""
+	podStatus := ri.prefix == "api" && ri.resource == "pods"
+	var base []byte
+	if r.Method == http.MethodPatch || podStatus {
+		var err error
+		if base, err = h.cachedObject(client, objRI); err != nil {
+			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable",
+				fmt.Sprintf("edge-hub: the cloud link is down and the cached copy of %s could not be read: %v", objRI.objectPath(), err))
+			return outcomeRejected
+		}
+	}
+	if podStatus {
+		if msg := h.foreignPod(ri, r.Method, base, body); msg != "" {
+			writeStatus(w, http.StatusForbidden, "Forbidden", msg)
+			return outcomeRejected
+		}
+	}
 	result := body
 	if r.Method == http.MethodPatch {
-		base, err := h.cachedObject(client, objRI)
-		if err != nil || base == nil {
+		if base == nil {
 			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable",
 				fmt.Sprintf("edge-hub: the cloud link is down and no cached copy of %s exists to apply the patch to", objRI.objectPath()))
 			return outcomeRejected
 		}
+		var err error
 		if result, err = applyPatch(r.Header.Get("Content-Type"), ri.resource, base, body); err != nil {
 			writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "edge-hub: the cloud link is down and "+err.Error())
 			return outcomeRejected
@@ -158,6 +175,36 @@ func (h *Hub) writeLocally(w http.ResponseWriter, r *http.Request, client string
 	}
 	_, _ = w.Write(result)
 	return outcomeJournaled
+}
+
+// foreignPod applies NodeRestriction's rule to an offline Pod status
+// write: a node writes only the status of pods bound to it. The cached copy
+// (base) decides; a PUT's body is only the client's claim, used when no copy
+// is cached. It returns why the write is refused, or "" to take it. A PATCH
+// with nothing cached passes here and gets writeLocally's 503.
+func (h *Hub) foreignPod(ri reqInfo, method string, base, body []byte) string {
+	obj := base
+	if obj == nil {
+		if method != http.MethodPut {
+			return ""
+		}
+		obj = body
+	}
+	var pod struct {
+		Spec struct {
+			NodeName string `json:"nodeName"`
+		} `json:"spec"`
+	}
+	_ = json.Unmarshal(obj, &pod) // undecodable: bound to no node
+	if pod.Spec.NodeName == h.cfg.NodeName {
+		return ""
+	}
+	bound := "is not bound to a node"
+	if pod.Spec.NodeName != "" {
+		bound = fmt.Sprintf("is bound to %q", pod.Spec.NodeName)
+	}
+	return fmt.Sprintf("edge-hub: offline, only the status of pods bound to node %q is written; pod %s/%s %s",
+		h.cfg.NodeName, ri.namespace, ri.name, bound)
 }
 
 // cachedObject finds the client's (or else kubelet's) cached copy of an

@@ -112,7 +112,10 @@ func TestHubStoreSurvivesKill9DuringWriteStorm(t *testing.T) {
 		p := &corev1.Pod{
 			TypeMeta:   metav1.TypeMeta{Kind: "Pod", APIVersion: "v1"},
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("storm-%d-%d", w, i), Namespace: ns},
-			Status:     corev1.PodStatus{Message: "offline"},
+			// Bound to the hub's node: offline only those pods' status is
+			// taken (uncached, the body's nodeName decides).
+			Spec:   corev1.PodSpec{NodeName: node},
+			Status: corev1.PodStatus{Message: "offline"},
 		}
 		_, err := kubelet.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
 		return err
