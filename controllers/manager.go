@@ -107,6 +107,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	}
 	byObject := map[client.Object]cache.ByObject{
 		&corev1.Node{}: {Transform: trimNode},
+		&corev1.Pod{}:  {Transform: trimPod},
 	}
 	// Children live in the manager's namespace: cache only that namespace,
 	// which is also all the namespaced RBAC allows.
@@ -218,32 +219,6 @@ func provisionWebhookCert(ctx context.Context, mgr ctrl.Manager, o Options) erro
 		return fmt.Errorf("provisioning the webhook certificate: %w", err)
 	}
 	return mgr.Add(p)
-}
-
-// trimNode keeps of a cached Node only what the controllers read: its
-// metadata (labels, annotations), taints, the Ready condition and the
-// InternalIP address. At 10,000 nodes the rest of the status (images,
-// capacity, the other conditions, system info) is most of the cache's
-// memory.
-func trimNode(obj any) (any, error) {
-	n, ok := obj.(*corev1.Node)
-	if !ok {
-		return obj, nil
-	}
-	n.ManagedFields = nil
-	st := corev1.NodeStatus{}
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			st.Conditions = []corev1.NodeCondition{{Type: c.Type, Status: c.Status}}
-		}
-	}
-	for _, a := range n.Status.Addresses {
-		if a.Type == corev1.NodeInternalIP {
-			st.Addresses = append(st.Addresses, a)
-		}
-	}
-	n.Status = st
-	return n, nil
 }
 
 func ptrTo[T any](v T) *T { return &v }
