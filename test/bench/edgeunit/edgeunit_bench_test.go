@@ -182,7 +182,7 @@ func run(b *testing.B) result {
 
 	bw := &benchWrites{t: tally{}}
 	load := newClient(b, cfg, bw)
-	verify := newClient(b, cfg, nil)
+	verify := newVerifier(ctx, b, cfg)
 	if err := load.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNamespace}}); err != nil {
 		b.Fatalf("Creating namespace %s: %v", managerNamespace, err)
 	}
