@@ -126,9 +126,10 @@ func vteps(u *edgev1.EdgeUnit) map[string]string {
 	return out
 }
 
-// settledRV waits until the unit's status is complete (settled matches)
-// and the controllers' cache shows the version the API serves, so no pass
-// can still be working from an older state, and returns that version.
+// settledRV waits until the unit's status is complete (settled matches),
+// the controllers' cache shows the version the API serves and no pass is
+// running, so none can still be working from an older state, and returns
+// that version.
 func settledRV(ctx context.Context, name string, settled OmegaMatcher) string {
 	GinkgoHelper()
 	var rv string
@@ -138,6 +139,7 @@ func settledRV(ctx context.Context, name string, settled OmegaMatcher) string {
 		inCache := &edgev1.EdgeUnit{}
 		g.Expect(cached.Get(ctx, client.ObjectKeyFromObject(u), inCache)).To(Succeed())
 		g.Expect(inCache.ResourceVersion).To(Equal(u.ResourceVersion), "the cache lags behind the API")
+		suite.Idle(g)
 		rv = u.ResourceVersion
 	}).Should(Succeed())
 	return rv

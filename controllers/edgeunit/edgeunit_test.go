@@ -266,12 +266,14 @@ var _ = Describe("EdgeUnit controller", func() {
 			}
 			return out
 		}
-		// Take them once the controller's cache shows what the API serves,
-		// so no pass can still be working from an older state.
+		// Take them once the controller's cache shows what the API serves
+		// and no pass is running, so none can still be working from an
+		// older state.
 		var before []string
 		Eventually(func(g Gomega) {
 			before = versions(g, k8s)
 			g.Expect(versions(g, cached)).To(Equal(before), "the cache lags behind the API")
+			suite.Idle(g)
 		}).Should(Succeed())
 		Consistently(func(g Gomega) []string { return versions(g, k8s) }, 2*time.Second, 200*time.Millisecond).Should(Equal(before))
 	})

@@ -355,9 +355,9 @@ var _ = Describe("NodePool controller", func() {
 		n := newNode(ctx, uniq("edge"), pool.Name, true, nil)
 		// Converged: the pool's status is complete for its generation (a
 		// status computed while the node's Ready patch had not reached the
-		// cache is Synced too, and is rewritten once it does), and the
-		// controllers' cache shows the versions the API serves, so no pass
-		// can still be working from an older state.
+		// cache is Synced too, and is rewritten once it does), the
+		// controllers' cache shows the versions the API serves, and no pass
+		// is running, so none can still be working from an older state.
 		var nodeRV, poolRV string
 		Eventually(func(g Gomega) {
 			node, p := getNode(ctx, n.Name)(g), getPool(ctx, pool.Name)(g)
@@ -368,6 +368,7 @@ var _ = Describe("NodePool controller", func() {
 				g.Expect(cached.Get(ctx, client.ObjectKeyFromObject(obj), inCache[i])).To(Succeed())
 				g.Expect(inCache[i].GetResourceVersion()).To(Equal(obj.GetResourceVersion()), "the cache lags behind %T %s", obj, obj.GetName())
 			}
+			suite.Idle(g)
 			nodeRV, poolRV = node.ResourceVersion, p.ResourceVersion
 		}).Should(Succeed())
 		// An unrelated change wakes both controllers up; neither may write.

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/internal/testenv"
@@ -93,4 +94,27 @@ func AllowCSRs(ctx context.Context, c client.Client, name, group string) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: group}},
 	})).To(Succeed())
+}
+
+// Idle fails g while a reconcile of any controller of this process runs
+// (controller-runtime's active-workers gauge). A spec that takes a
+// resourceVersion to prove no further writes happen checks it after the
+// cache caught up: a reconcile that starts later reads the final state.
+func Idle(g Gomega) {
+	families, err := metrics.Registry.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	busy := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_active_workers" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && m.GetGauge().GetValue() != 0 {
+					busy[l.GetValue()] = m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	g.Expect(busy).To(BeEmpty(), "reconciles still running, by controller")
 }
