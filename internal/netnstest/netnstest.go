@@ -3,18 +3,23 @@
 // Package netnstest gives tests network namespaces of their own: named, so
 // both netlink and `ip netns exec` reach them, removed when the test ends
 // even if it fails, and optionally linked to the test's own namespace by a
-// veth pair. A test skips, with the kernel's reason, where namespaces or
-// veths are refused (no root, a sandbox).
+// veth pair, which the test can cut silently (Silence); DialContext
+// reaches listeners on the namespace's loopback. A test skips, with the
+// kernel's reason, where namespaces or veths are refused (no root, a
+// sandbox).
 package netnstest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -227,4 +232,119 @@ func randomHex(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// DialContext connects from inside the namespace, for clients of listeners
+// on its loopback (rest.Config.Dial, http.Transport.DialContext). The
+// socket is created while the dialing goroutine's OS thread is switched
+// into the namespace, and belongs to it for its whole life; the thread is
+// switched back before anything else runs on it. (Threads are not thrown
+// away: the hub harness starts processes with Pdeathsig, which a dying
+// thread fires at the children it forked.)
+func (n *NS) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("reading the current network namespace: %w", err)}
+			return
+		}
+		defer func() { _ = orig.Close() }()
+		if err := netns.Set(n.Handle); err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("entering network namespace %s: %w", n.Name, err)}
+			return
+		}
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if serr := netns.Set(orig); serr != nil {
+			// Left locked, the thread ends with this goroutine instead
+			// of running other code in the wrong namespace.
+			if c != nil {
+				_ = c.Close()
+			}
+			ch <- result{err: fmt.Errorf("leaving network namespace %s: %w", n.Name, serr)}
+			return
+		}
+		runtime.UnlockOSThread()
+		ch <- result{c, err}
+	}()
+	r := <-ch
+	return r.conn, r.err
+}
+
+// silentMAC is a documentation MAC address (RFC 7042,
+// 00-00-5E-00-53-00/24): no device has it.
+var silentMAC = net.HardwareAddr{0x00, 0x00, 0x5e, 0x00, 0x53, 0x01}
+
+// Silence cuts l silently, both ways, as a link whose packets vanish:
+// each end's neighbour entry for the other end's address is pinned to a
+// MAC address no device has, so every frame sent on the link is addressed
+// to nobody and the receiving end discards it. No error reaches any socket:
+// new connections get no SYN-ACK and established ones no answer, until
+// their own timeouts. (A blackhole route would not do: the kernel fails a
+// new connect to a blackholed address at once with EINVAL.) Only the
+// link's own two addresses are affected. The returned restore removes the
+// pinned entries, after which the next packet resolves the real addresses
+// by ARP; it is also a cleanup, and safe to call more than once.
+func (n *NS) Silence(tb testing.TB, l *Link) (restore func() error) {
+	tb.Helper()
+	hostH, err := netlink.NewHandle()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	nsH, err := netlink.NewHandleAt(n.Handle)
+	if err != nil {
+		hostH.Close()
+		tb.Fatal(err)
+	}
+	type end struct {
+		h       *netlink.Handle
+		dev, ip string
+		neigh   *netlink.Neigh
+	}
+	// Each end's entry for its peer.
+	ends := []*end{{h: hostH, dev: l.HostDev, ip: l.NSIP}, {h: nsH, dev: l.NSDev, ip: l.HostIP}}
+	var once sync.Once
+	var restoreErr error
+	restore = func() error {
+		once.Do(func() {
+			for _, e := range ends {
+				if e.neigh == nil {
+					continue
+				}
+				// Gone with its device: nothing to restore.
+				if err := e.h.NeighDel(e.neigh); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENODEV) {
+					restoreErr = errors.Join(restoreErr, fmt.Errorf("removing the pinned neighbour %s on %s: %w", e.ip, e.dev, err))
+				}
+			}
+			hostH.Close()
+			nsH.Close()
+		})
+		return restoreErr
+	}
+	tb.Cleanup(func() {
+		if err := restore(); err != nil {
+			tb.Errorf("restoring link %s: %v", l.HostDev, err)
+		}
+	})
+	for _, e := range ends {
+		link, err := e.h.LinkByName(e.dev)
+		if err != nil {
+			tb.Fatalf("silencing link: %v", err)
+		}
+		nb := &netlink.Neigh{LinkIndex: link.Attrs().Index, Family: netlink.FAMILY_V4, State: netlink.NUD_PERMANENT,
+			IP: net.ParseIP(e.ip), HardwareAddr: silentMAC}
+		if err := e.h.NeighSet(nb); err != nil {
+			tb.Fatalf("pinning neighbour %s on %s: %v", e.ip, e.dev, err)
+		}
+		e.neigh = nb
+	}
+	return restore
 }
