@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -171,27 +172,56 @@ func newEdgeNet() (*edgeNet, func(), error) {
 // listenIn opens a TCP listener inside the namespace: the socket belongs to
 // the namespace it was created in, whichever thread serves it later.
 func (e *edgeNet) listenIn(addr string) (net.Listener, error) {
+	var ln net.Listener
+	var lerr error
+	if err := e.inNamespace(func() { ln, lerr = net.Listen("tcp", addr) }); err != nil {
+		if ln != nil {
+			_ = ln.Close()
+		}
+		return nil, err
+	}
+	return ln, lerr
+}
+
+// dialIn connects to addr from inside the namespace, as a kubelet's runtime
+// dials a pod's port in the pod's network namespace: the socket is created
+// and connected there.
+func (e *edgeNet) dialIn(addr string) (net.Conn, error) {
+	var conn net.Conn
+	var derr error
+	if err := e.inNamespace(func() { conn, derr = net.DialTimeout("tcp", addr, 10*time.Second) }); err != nil {
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return nil, err
+	}
+	return conn, derr
+}
+
+// inNamespace runs fn on this goroutine's thread switched into the
+// namespace, then switches the thread back.
+func (e *edgeNet) inNamespace(fn func()) error {
 	target, err := os.Open("/var/run/netns/" + e.ns)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer target.Close()
 	runtime.LockOSThread()
 	orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
 	if err != nil {
 		runtime.UnlockOSThread()
-		return nil, err
+		return err
 	}
 	defer orig.Close()
 	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("entering %s: %w", e.ns, err)
+		return fmt.Errorf("entering %s: %w", e.ns, err)
 	}
-	ln, lerr := net.Listen("tcp", addr)
+	fn()
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		// Leave the thread locked: the runtime discards it with the goroutine.
-		return nil, fmt.Errorf("leaving %s: %w", e.ns, err)
+		return fmt.Errorf("leaving %s: %w", e.ns, err)
 	}
 	runtime.UnlockOSThread()
-	return ln, lerr
+	return nil
 }

@@ -137,14 +137,34 @@ func writeFile(dir, name string, data []byte) string {
 	return p
 }
 
-func kubectl(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubecfg, "--request-timeout", "20s"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+// kubectlCommand is kubectl against the test's kube-apiserver, killed when
+// ctx ends or the test binary dies.
+func kubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", kubecfg}, args...)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// kubectl runs a kubectl command to completion and returns its combined
+// output.
+func kubectl(ctx context.Context, args ...string) (string, error) {
+	cmd := kubectlCommand(ctx, append([]string{"--request-timeout", "20s"}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// startKubectl starts a long-running kubectl (port-forward) bound to ctx. It
+// is killed and waited for when the spec ends, whichever way it ends.
+func startKubectl(ctx context.Context, args ...string) *proc {
+	p := &proc{cmd: kubectlCommand(ctx, args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p, p
+	Expect(p.cmd.Start()).To(Succeed())
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	DeferCleanup(p.kill)
+	return p
 }
 
 var _ = BeforeSuite(func() {

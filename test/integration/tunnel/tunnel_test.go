@@ -2,15 +2,19 @@ package tunnel
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"reflect"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,6 +53,9 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		kubelet              *kubeletStandIn
 		kubeletPort, offPort int
 		offAccepted          atomic.Int32
+		targetPort           int // the pod's port for port-forward
+		targetPayload        string
+		targetHits           atomic.Int32
 		serverArgs           []string
 		server, agent        *proc
 		healthURL            string
@@ -130,12 +137,28 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		kcert, err := tls.X509KeyPair(kkp.CertPEM, kkp.KeyPEM)
 		Expect(err).NotTo(HaveOccurred())
 
+		// The pod's port for port-forward: an HTTP server on the edge
+		// namespace's own 127.0.0.1, which the stand-in dials there as a
+		// runtime dials inside a pod; nothing outside the namespace reaches it.
+		tln, err := edge.listenIn("127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		targetPort = tln.Addr().(*net.TCPAddr).Port
+		targetPayload = "port-forward payload " + rand.Text()
+		target := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			targetHits.Add(1)
+			_, _ = io.WriteString(w, targetPayload)
+		})}
+		go func() { _ = target.Serve(tln) }()
+		DeferCleanup(target.Close)
+
 		// The kubelet stand-in and an off-allowlist service, inside the
 		// edge namespace only.
 		kln, err := edge.listenIn(net.JoinHostPort(edge.kubeletIP, "0"))
 		Expect(err).NotTo(HaveOccurred())
 		kubeletPort = kln.Addr().(*net.TCPAddr).Port
-		kubelet = startKubelet(kln, kcert, "hello from the edge")
+		kubelet = startKubelet(kln, kcert, "hello from the edge", func(port int) (net.Conn, error) {
+			return edge.dialIn(net.JoinHostPort("127.0.0.1", itoa(port)))
+		})
 		DeferCleanup(kubelet.close)
 		oln, err := edge.listenIn(net.JoinHostPort(edge.kubeletIP, "0"))
 		Expect(err).NotTo(HaveOccurred())
@@ -182,11 +205,16 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: int32(kubeletPort)}},
 		}
 		Expect(k8s.Status().Update(ctx, node)).To(Succeed())
-		Expect(k8s.Create(ctx, &corev1.Pod{
+		pod := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
 			Spec: corev1.PodSpec{NodeName: nodeName, AutomountServiceAccountToken: ptr.To(false),
 				Containers: []corev1.Container{{Name: "app", Image: "example.invalid/app:1"}}},
-		})).To(Succeed())
+		}
+		Expect(k8s.Create(ctx, pod)).To(Succeed())
+		// As its kubelet would report it: kubectl port-forward wants a
+		// running pod.
+		pod.Status.Phase = corev1.PodRunning
+		Expect(k8s.Status().Update(ctx, pod)).To(Succeed())
 
 		startServer()
 		startAgent()
@@ -223,6 +251,64 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		Expect(strings.TrimSpace(out)).To(Equal("hello edge"))
 		Expect(kubelet.execs.Load()).To(BeNumerically(">", before))
 	})
+
+	It("attaches kubectl attach to a container on the kubelet through the tunnel", func(ctx SpecContext) {
+		before := kubelet.attaches.Load()
+		line := kubelet.attachLine("default", "web", "app")
+		attach := func(stdin string, args ...string) (string, string, error) {
+			cmd := kubectlCommand(ctx, append([]string{"--request-timeout", "20s", "attach", "web", "-n", "default", "-c", "app", "-q"}, args...)...)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &stdout, &stderr
+			err := cmd.Run()
+			return stdout.String(), stderr.String(), err
+		}
+		out, errOut, err := attach("")
+		Expect(err).NotTo(HaveOccurred(), errOut)
+		Expect(out).To(Equal(line + "\n"))
+		// With -i, kubectl's standard input reaches the container, which
+		// echoes it until EOF.
+		out, errOut, err = attach("ping from the cloud\n", "-i")
+		Expect(err).NotTo(HaveOccurred(), errOut)
+		Expect(out).To(Equal(line + "\nping from the cloud\n"))
+		Expect(kubelet.attaches.Load()).To(BeNumerically(">=", before+2))
+	}, SpecTimeout(2*time.Minute))
+
+	It("forwards a port of the pod with kubectl port-forward through the tunnel", func(ctx SpecContext) {
+		before, hitsBefore := kubelet.portForwards.Load(), targetHits.Load()
+		pf := startKubectl(ctx, "port-forward", "pod/web", "-n", "default", "--address", "127.0.0.1", ":"+itoa(targetPort))
+		forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> ` + itoa(targetPort) + `\b`)
+		var localPort string
+		Eventually(func() error {
+			out := pf.output()
+			if m := forwarding.FindStringSubmatch(out); m != nil {
+				localPort = m[1]
+				return nil
+			}
+			select {
+			case <-pf.done:
+				return StopTrying("kubectl port-forward exited: " + out)
+			default:
+				return fmt.Errorf("kubectl port-forward is not forwarding yet: %q", out)
+			}
+		}).WithContext(ctx).WithTimeout(30 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+		// Each request is a new connection, so a new pair of streams.
+		httpc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		for range 2 {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort("127.0.0.1", localPort)+"/", nil)
+			Expect(err).NotTo(HaveOccurred())
+			resp, err := httpc.Do(req)
+			Expect(err).NotTo(HaveOccurred(), pf.output())
+			body, err := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			Expect(err).NotTo(HaveOccurred())
+			Expect(resp.StatusCode).To(Equal(http.StatusOK))
+			Expect(string(body)).To(Equal(targetPayload))
+		}
+		Expect(targetHits.Load()).To(Equal(hitsBefore + 2))
+		Expect(kubelet.portForwards.Load()).To(BeNumerically(">", before))
+		Expect(pf.done).NotTo(BeClosed(), "kubectl port-forward ended early: %s", pf.output())
+		pf.stop()
+	}, SpecTimeout(2*time.Minute))
 
 	It("refuses a port outside the agent's allowlist", func() {
 		conn, err := tls.Dial("tcp", connectAddr, &tls.Config{Certificates: []tls.Certificate{egressCert}, RootCAs: ca.Pool()})
@@ -283,7 +369,7 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		}).WithContext(ctx).WithTimeout(20 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 	})
 
-	It("fails kubectl logs and exec once the agent is stopped: there is no other path", func(ctx SpecContext) {
+	It("fails kubectl logs, exec, attach and port-forward once the agent is stopped: there is no other path", func(ctx SpecContext) {
 		agent.stop()
 		Eventually(func() ([]agentInfo, error) {
 			resp, err := http.Get(healthURL + "/agents")
@@ -295,21 +381,33 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 			return out, json.NewDecoder(resp.Body).Decode(&out)
 		}).WithTimeout(15 * time.Second).WithPolling(100 * time.Millisecond).Should(BeEmpty())
 		logsBefore, execsBefore := kubelet.logs.Load(), kubelet.execs.Load()
+		attachesBefore, forwardsBefore, hitsBefore := kubelet.attaches.Load(), kubelet.portForwards.Load(), targetHits.Load()
 		out, err := kubectl(ctx, "logs", "web", "-n", "default")
 		Expect(err).To(HaveOccurred(), out)
 		out, err = kubectl(ctx, "exec", "web", "-n", "default", "--", "echo", "hi")
 		Expect(err).To(HaveOccurred(), out)
+		out, err = kubectl(ctx, "attach", "web", "-n", "default", "-c", "app", "-q")
+		Expect(err).To(HaveOccurred(), out)
+		// kubectl port-forward opens the stream to the kubelet before it
+		// listens: with no path it gives up on its own, never forwarding.
+		pf := startKubectl(ctx, "port-forward", "pod/web", "-n", "default", "--address", "127.0.0.1", ":"+itoa(targetPort))
+		Eventually(pf.done).WithTimeout(60*time.Second).Should(BeClosed(), "kubectl port-forward did not give up: %s", pf.output())
+		Expect(pf.cmd.ProcessState.ExitCode()).To(BeNumerically(">", 0), "exited by itself, with an error: %s", pf.output())
+		Expect(pf.output()).NotTo(ContainSubstring("Forwarding from"))
 		// The server's output reaches us through os/exec's copying goroutine.
 		Eventually(server.output).WithTimeout(5 * time.Second).Should(ContainSubstring("no agent connected for the node"))
 		Expect(kubelet.logs.Load()).To(Equal(logsBefore))
 		Expect(kubelet.execs.Load()).To(Equal(execsBefore))
+		Expect(kubelet.attaches.Load()).To(Equal(attachesBefore))
+		Expect(kubelet.portForwards.Load()).To(Equal(forwardsBefore))
+		Expect(targetHits.Load()).To(Equal(hitsBefore))
 		Eventually(func(g Gomega) {
 			var te edgev1.TunnelEndpoint
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: teName}, &te)).To(Succeed())
 			g.Expect(te.Status.ConnectedAgents).To(BeZero())
 			g.Expect(te.Status.Agents).To(BeEmpty())
 		}).WithContext(ctx).WithTimeout(20 * time.Second).WithPolling(200 * time.Millisecond).Should(Succeed())
-	})
+	}, SpecTimeout(3*time.Minute))
 
 	It("merges the reports of several replicas without clobbering", func(ctx SpecContext) {
 		name := "tunnel-merge"
