@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers"
@@ -66,6 +68,9 @@ func newClient(b *testing.B, cfg *rest.Config, w *benchWrites) client.Client {
 // watch sees each change within milliseconds of the write.
 func newVerifier(ctx context.Context, b *testing.B, cfg *rest.Config) client.Client {
 	b.Helper()
+	// The informers log through controller-runtime's logger; the bench
+	// reports through its own output only.
+	ctrllog.SetLogger(logr.Discard())
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = -1, 0
 	scheme := controllers.Scheme()
