@@ -160,6 +160,40 @@ func TestHandler(t *testing.T) {
 	}
 }
 
+func TestHandlerBoundIPs(t *testing.T) {
+	tests := map[string]struct {
+		pods   map[string]string
+		podIPs bool
+		want   string
+	}{
+		"every bound IP, sorted, once": {pods: map[string]string{"ns/b": "10.0.0.3", "ns/a": "10.0.0.2", "other/c": "10.0.0.2"}, podIPs: true, want: `{"ips":["10.0.0.2","10.0.0.3"]}`},
+		"nothing bound":                {podIPs: true, want: `{"ips":[]}`},
+		"switched off":                 {pods: map[string]string{"ns/a": "10.0.0.2"}, podIPs: false, want: `{"ips":[]}`},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			s, err := OpenStore(filepath.Join(t.TempDir(), StateFileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Update(func(b *Bindings) { b.Node, b.Pods = "n1", tc.pods }); err != nil {
+				t.Fatal(err)
+			}
+			rec := httptest.NewRecorder()
+			Handler(s, tc.podIPs).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/bound-ips", nil))
+			if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != tc.want {
+				t.Fatalf("%d %s, want 200 %s", rec.Code, rec.Body, tc.want)
+			}
+		})
+	}
+	s, _ := OpenStore(filepath.Join(t.TempDir(), StateFileName))
+	rec := httptest.NewRecorder()
+	Handler(s, true).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/bound-ips", nil))
+	if rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d, want 405 (read-only)", rec.Code)
+	}
+}
+
 func TestParseListen(t *testing.T) {
 	tests := map[string]struct {
 		in, network string

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -17,8 +19,9 @@ import (
 	"github.com/edgeunit/edgeunit/internal/netbind/wire"
 )
 
-// Handler answers edge-ipam's lookups from the durable copy, so it works
-// with the cloud unreachable.
+// Handler answers edge-ipam's lookups (a pod's bound IP, and every bound IP
+// of this node) from the durable copy, so it works with the cloud
+// unreachable.
 func Handler(store *Store, podIPs bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+wire.PodIPPath, func(w http.ResponseWriter, r *http.Request) {
@@ -37,6 +40,17 @@ func Handler(store *Store, podIPs bool) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, wire.PodIP{IP: ip})
+	})
+	mux.HandleFunc("GET "+wire.BoundIPsPath, func(w http.ResponseWriter, _ *http.Request) {
+		// With stable pod IPs off no pod gets its IP back, so none is
+		// kept free for it.
+		ips := []string{}
+		if podIPs {
+			ips = slices.AppendSeq(ips, maps.Values(store.Get().Pods))
+			slices.Sort(ips)
+			ips = slices.Compact(ips)
+		}
+		writeJSON(w, http.StatusOK, wire.BoundIPs{IPs: ips})
 	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
 	return mux

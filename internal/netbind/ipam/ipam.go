@@ -2,7 +2,8 @@
 // bound IP. On ADD it asks the edge hub for the pod's binding (namespace and
 // name from CNI_ARGS) and has the delegate (host-local) allocate exactly
 // that IP; with no binding, no answer from the hub, or the IP taken or out
-// of range, it allocates a fresh one. Allocation, release and the
+// of range, it allocates a fresh one, which it chooses off the IPs bound to
+// other pods of this node (fresh.go). Allocation, release and the
 // uniqueness of IPs are host-local's: edge-ipam only chooses what to ask.
 package ipam
 
@@ -13,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -188,21 +190,22 @@ func argValue(cniArgs, key string) string {
 	return ""
 }
 
-// delegateConf returns the delegate's configuration asking for ip through the
-// "ips" runtime configuration, which host-local honours.
-func (p *parsed) delegateConf(ip string) ([]byte, error) {
+// delegateConf returns the delegate's configuration asking for ips (none:
+// the delegate chooses) through the "ips" runtime configuration, which
+// host-local honours.
+func (p *parsed) delegateConf(ips ...string) ([]byte, error) {
 	conf := make(map[string]json.RawMessage, len(p.netconf)+1)
 	for k, v := range p.netconf {
 		conf[k] = v
 	}
-	if ip != "" {
+	if len(ips) > 0 {
 		rc := map[string]json.RawMessage{}
 		if v, ok := conf["runtimeConfig"]; ok {
 			if err := json.Unmarshal(v, &rc); err != nil {
 				return nil, configError(`"runtimeConfig" must be an object: %v`, err)
 			}
 		}
-		rc["ips"], _ = json.Marshal([]string{ip})
+		rc["ips"], _ = json.Marshal(ips)
 		conf["runtimeConfig"], _ = json.Marshal(rc)
 	}
 	return json.Marshal(conf)
@@ -235,6 +238,8 @@ func (pl *Plugin) Add(args *skel.CmdArgs) error {
 	ctx := context.Background()
 	ns, name := argValue(args.Args, "K8S_POD_NAMESPACE"), argValue(args.Args, "K8S_POD_NAME")
 	var bound string
+	// avoidBound: choose a fresh IP off the other pods' bound IPs.
+	avoidBound := !p.explicit
 	switch {
 	case p.explicit:
 		// The runtime asked for specific IPs: pass them on untouched.
@@ -243,7 +248,9 @@ func (pl *Plugin) Add(args *skel.CmdArgs) error {
 	default:
 		bound, err = lookup(ctx, p, ns, name)
 		if err != nil {
-			pl.logf("asking the hub for the IP of pod %s/%s failed, allocating a fresh IP: %v", ns, name, err)
+			// The hub did not answer: do not wait for it a second time.
+			avoidBound = false
+			pl.logf("asking the hub for the IP of pod %s/%s failed, allocating a fresh IP that may be bound to another pod: %v", ns, name, err)
 		}
 	}
 	if bound != "" {
@@ -259,7 +266,16 @@ func (pl *Plugin) Add(args *skel.CmdArgs) error {
 		// moved), or the gateway: a fresh IP is better than no pod.
 		pl.logf("the bound IP %s of pod %s/%s could not be allocated, allocating a fresh IP: %v", bound, ns, name, err)
 	}
-	conf, err := p.delegateConf("")
+	if avoidBound {
+		res, err := pl.addUnbound(ctx, p)
+		if err != nil {
+			return err
+		}
+		if res != nil {
+			return pl.print(res, p.version)
+		}
+	}
+	conf, err := p.delegateConf()
 	if err != nil {
 		return err
 	}
@@ -288,7 +304,7 @@ func (pl *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	conf, err := p.delegateConf("")
+	conf, err := p.delegateConf()
 	if err != nil {
 		return err
 	}
@@ -301,7 +317,7 @@ func (pl *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	conf, err := p.delegateConf("")
+	conf, err := p.delegateConf()
 	if err != nil {
 		return err
 	}
@@ -318,6 +334,40 @@ func (pl *Plugin) Status(args *skel.CmdArgs) error {
 // lookup asks the hub for the pod's IP; "" with a nil error when the pod
 // has no binding.
 func lookup(ctx context.Context, p *parsed, ns, name string) (string, error) {
+	q := url.Values{"namespace": {ns}, "name": {name}}
+	var a wire.PodIP
+	found, err := hubGet(ctx, p, wire.PodIPPath+"?"+q.Encode(), &a)
+	if err != nil || !found {
+		return "", err
+	}
+	if net.ParseIP(a.IP) == nil {
+		return "", fmt.Errorf("the hub answered an invalid IP %q", a.IP)
+	}
+	return a.IP, nil
+}
+
+// boundIPs asks the hub for every IP bound to a pod of this node.
+func boundIPs(ctx context.Context, p *parsed) (map[netip.Addr]bool, error) {
+	var a wire.BoundIPs
+	found, err := hubGet(ctx, p, wire.BoundIPsPath, &a)
+	if err != nil {
+		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("the hub does not serve %s (an older hub?)", wire.BoundIPsPath)
+	}
+	bound := make(map[netip.Addr]bool, len(a.IPs))
+	for _, s := range a.IPs {
+		if ip, err := netip.ParseAddr(s); err == nil {
+			bound[ip.Unmap()] = true
+		}
+	}
+	return bound, nil
+}
+
+// hubGet asks the hub for pathQuery within the timeout and decodes a 200
+// answer into v; found is false when the hub answers 404.
+func hubGet(ctx context.Context, p *parsed, pathQuery string, v any) (found bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	tr := &http.Transport{DisableKeepAlives: true}
@@ -329,35 +379,30 @@ func lookup(ctx context.Context, p *parsed, ns, name string) (string, error) {
 			return d.DialContext(ctx, "unix", p.hubAddr)
 		}
 	}
-	q := url.Values{"namespace": {ns}, "name": {name}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+wire.PodIPPath+"?"+q.Encode(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+pathQuery, nil)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	resp, err := (&http.Client{Transport: tr}).Do(req)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
 	case http.StatusNotFound:
-		return "", nil
+		return false, nil
 	default:
 		var e wire.Error
 		_ = json.Unmarshal(body, &e)
-		return "", fmt.Errorf("the hub answered %d: %s", resp.StatusCode, e.Message)
+		return false, fmt.Errorf("the hub answered %d: %s", resp.StatusCode, e.Message)
 	}
-	var a wire.PodIP
-	if err := json.Unmarshal(body, &a); err != nil {
-		return "", fmt.Errorf("decoding the hub's answer: %w", err)
+	if err := json.Unmarshal(body, v); err != nil {
+		return false, fmt.Errorf("decoding the hub's answer: %w", err)
 	}
-	if net.ParseIP(a.IP) == nil {
-		return "", fmt.Errorf("the hub answered an invalid IP %q", a.IP)
-	}
-	return a.IP, nil
+	return true, nil
 }

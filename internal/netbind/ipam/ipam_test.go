@@ -67,7 +67,7 @@ func TestDelegateConfFromFlannel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := p.delegateConf("")
+	raw, _ := p.delegateConf()
 	var got struct {
 		IPAM map[string]json.RawMessage `json:"ipam"`
 	}
@@ -105,7 +105,7 @@ func TestDelegateConf(t *testing.T) {
 	if string(got.RuntimeConfig["ips"]) != `["10.244.1.7"]` || got.RuntimeConfig["portMappings"] == nil {
 		t.Fatalf("runtimeConfig %s: want ips added and the rest kept", raw)
 	}
-	plain, _ := p.delegateConf("")
+	plain, _ := p.delegateConf()
 	if strings.Contains(string(plain), `"ips"`) {
 		t.Fatalf("plain delegate conf asks for an IP: %s", plain)
 	}

@@ -1,5 +1,5 @@
 // Package wire is what the hub's binding server and edge-ipam share: the
-// path and the JSON of a pod IP lookup. It has no dependencies so the CNI
+// paths and the JSON of its answers. It has no dependencies so the CNI
 // plugin stays small.
 package wire
 
@@ -11,6 +11,17 @@ const PodIPPath = "/v1/podip"
 type PodIP struct {
 	// IP is the pod's bound IP.
 	IP string `json:"ip"`
+}
+
+// BoundIPsPath answers GET with BoundIPs: every IP bound to a pod of this
+// node, so edge-ipam can keep fresh allocations off them. With stable pod
+// IPs off nothing is bound and the list is empty.
+const BoundIPsPath = "/v1/bound-ips"
+
+// BoundIPs is the answer of BoundIPsPath.
+type BoundIPs struct {
+	// IPs are the bound IPs, sorted, each once; never null.
+	IPs []string `json:"ips"`
 }
 
 // Error is the body of every non-200 answer.

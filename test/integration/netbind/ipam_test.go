@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -134,6 +135,24 @@ func lookupPodIP(sock, pod string) (string, int, error) {
 	return a.IP, resp.StatusCode, nil
 }
 
+// lookupBoundIPs asks the binding server for every bound IP.
+func lookupBoundIPs(sock string) ([]string, error) {
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := hc.Get("http://netbind" + wire.BoundIPsPath)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var a wire.BoundIPs
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%d: %v", resp.StatusCode, err)
+	}
+	return a.IPs, nil
+}
+
 func setPodBindings(t *testing.T, c ctrlclient.Client, pods map[string]string) {
 	t.Helper()
 	var u edgev1.EdgeUnit
@@ -151,9 +170,11 @@ func setPodBindings(t *testing.T, c ctrlclient.Client, pods map[string]string) {
 }
 
 // TestEdgeIPAMKeepsPodIPs: a pod gets its IP back across DEL/ADD, with the
-// apiserver up, with it killed, and after the hub restarts offline; a bound
-// IP held by another sandbox, or out of range, falls back to a fresh IP,
-// so two pods never share one; with no hub at all, pods still get IPs.
+// apiserver up, with it killed, and after the hub restarts offline; while
+// it is down a new pod does not get its IP, though host-local's round robin
+// comes to it next; a bound IP held by another sandbox, or out of range,
+// falls back to a fresh IP, so two pods never share one; with no hub at
+// all, pods still get IPs.
 func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 	cp, kc := controlPlane(t)
 	ctx := context.Background()
@@ -168,11 +189,17 @@ func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 	_, stop := startService(t, cfg)
 	c := newCNI(t, "unix://"+sock)
 
-	// First start: no binding yet, host-local picks X.
+	// First start: no binding yet, host-local picks X, the range's first
+	// address after the gateway.
 	x := c.add("sandbox-a1", "pod-a")
+	if x != "10.244.1.2" {
+		t.Fatalf("the first pod got %s, want 10.244.1.2 (where host-local's round robin goes after the range's end)", x)
+	}
 	// The manager records X as pod-a's IP (and, wrongly, for pod-d too,
-	// and an address outside this node's range for pod-e).
-	setPodBindings(t, kc, map[string]string{"pod-a": x, "pod-d": x, "pod-e": "10.99.0.5"})
+	// and an address outside this node's range for pod-e), and the range's
+	// last address H as pod-h's.
+	const h = "10.244.1.254"
+	setPodBindings(t, kc, map[string]string{"pod-a": x, "pod-d": x, "pod-e": "10.99.0.5", "pod-h": h})
 	eventually(t, 10*time.Second, "the binding served", func() error {
 		ip, code, err := lookupPodIP(sock, "pod-a")
 		if err != nil || ip != x {
@@ -183,6 +210,9 @@ func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 	if _, code, err := lookupPodIP(sock, "pod-b"); err != nil || code != http.StatusNotFound {
 		t.Fatalf("unbound pod: %d %v, want 404", code, err)
 	}
+	if ips, err := lookupBoundIPs(sock); err != nil || strings.Join(ips, ",") != "10.244.1.2,10.244.1.254,10.99.0.5" {
+		t.Fatalf("bound IPs %v %v, want X, H and pod-e's", ips, err)
+	}
 
 	// Another pod holding X: pod-d's (bad) binding must not give it X.
 	if d := c.add("sandbox-d1", "pod-d"); d == x {
@@ -192,11 +222,15 @@ func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 		t.Fatalf("pod-e got %s, want a fresh IP in the node's range", e)
 	}
 
-	// The sandbox is torn down and recreated. host-local alone would hand
-	// out the next address (round robin), so X proves the binding.
+	// pod-a's sandbox is torn down, and pod-h's started: H is the range's
+	// last address, so host-local's round robin wraps around to X next.
+	// A new pod must not get X while pod-a is down; pod-a gets it back.
 	c.del("sandbox-a1", "pod-a")
-	if b := c.add("sandbox-b1", "pod-b"); b == x {
-		t.Fatalf("an unbound pod got %s right after it was released: the test cannot tell bindings from host-local", b)
+	if got := c.add("sandbox-h1", "pod-h"); got != h {
+		t.Fatalf("pod-h got %s, want its bound %s", got, h)
+	}
+	if b := c.add("sandbox-b1", "pod-b"); b == x || b == h {
+		t.Fatalf("a new pod got %s, bound to a pod that is down", b)
 	}
 	if got := c.add("sandbox-a2", "pod-a"); got != x {
 		t.Fatalf("online: pod-a got %s after DEL/ADD, want %s", got, x)
@@ -208,7 +242,7 @@ func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 	// Never two pods on one IP, also under concurrent ADDs where four
 	// pods are bound to the same free IP Y.
 	const y = "10.244.1.200"
-	bindings := map[string]string{"pod-a": x, "pod-d": x, "pod-e": "10.99.0.5"}
+	bindings := map[string]string{"pod-a": x, "pod-d": x, "pod-e": "10.99.0.5", "pod-h": h}
 	for i := range 4 {
 		bindings[fmt.Sprintf("pod-g%d", i)] = y
 	}
@@ -241,14 +275,22 @@ func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 			t.Errorf("%s given to %v", ip, pods)
 		}
 	}
-	if len(got[y]) != 1 || !strings.HasPrefix(got[y][0], "pod-g") {
+	if len(got[y]) != 1 || !slices.Contains([]string{"pod-g0", "pod-g1", "pod-g2", "pod-g3"}, got[y][0]) {
 		t.Errorf("the contended bound IP %s went to %v, want exactly one of pod-g0..3", y, got[y])
 	}
 
-	// The link is cut.
+	// The link is cut. Again pod-a is down while pod-h's new sandbox
+	// leaves host-local's round robin just before X: the durable copy
+	// alone keeps X for pod-a.
 	cp.KillAPIServer()
 	c.del("sandbox-a2", "pod-a")
-	c.add("sandbox-c1", "pod-c")
+	c.del("sandbox-h1", "pod-h")
+	if got := c.add("sandbox-h2", "pod-h"); got != h {
+		t.Fatalf("offline: pod-h got %s, want %s", got, h)
+	}
+	if got := c.add("sandbox-c1", "pod-c"); got == x {
+		t.Fatalf("offline: a new pod got %s, bound to pod-a, which is down", got)
+	}
 	if got := c.add("sandbox-a3", "pod-a"); got != x {
 		t.Fatalf("offline: pod-a got %s after DEL/ADD, want %s", got, x)
 	}
@@ -280,8 +322,8 @@ func TestEdgeIPAMKeepsPodIPs(t *testing.T) {
 		}
 		seen[sandbox] = ip
 	}
-	if len(held) != 14 { // a4, b1, c1, d1, e1, f1, g0..g7
-		t.Errorf("host-local holds %d IPs, want 14: %v", len(held), held)
+	if len(held) != 15 { // a4, b1, c1, d1, e1, f1, g0..g7, h2
+		t.Errorf("host-local holds %d IPs, want 15: %v", len(held), held)
 	}
 }
 
