@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // tunnelBinaries are the node-side binaries the demo runs as processes.
@@ -50,6 +51,35 @@ func findBinaries(ctx context.Context, binDir, buildDir string, progress func(st
 		return binaries{}, err
 	}
 	return binaries{Dir: buildDir, Source: "built from " + root}, nil
+}
+
+// TestBinDirEnv names a directory of prebuilt tunnel-server and
+// tunnel-agent binaries for tests that run demos.
+const TestBinDirEnv = "EDGEUNIT_TEST_BIN_DIR"
+
+// TestBinaries returns the directory of the binaries tests run demos with
+// (Options.BinDir): $EDGEUNIT_TEST_BIN_DIR when set, else a temporary
+// directory they are built into from the repository the working directory
+// is in (within 5 minutes), once per test binary; cleanup removes it.
+func TestBinaries() (dir string, cleanup func(), err error) {
+	if dir := os.Getenv(TestBinDirEnv); dir != "" {
+		return dir, func() {}, nil
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return "", nil, err
+	}
+	if dir, err = os.MkdirTemp("", "edgeunit-demo-test-bin-"); err != nil {
+		return "", nil, err
+	}
+	cleanup = func() { _ = os.RemoveAll(dir) }
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if err := BuildBinaries(ctx, root, dir); err != nil {
+		cleanup()
+		return "", nil, fmt.Errorf("building the tunnel binaries (or set %s): %w", TestBinDirEnv, err)
+	}
+	return dir, cleanup, nil
 }
 
 // BuildBinaries builds the binaries the demo runs (tunnel-server,

@@ -34,10 +34,6 @@ import (
 	"github.com/edgeunit/edgeunit/internal/testenv"
 )
 
-// testBinDirEnv names prebuilt tunnel-server and tunnel-agent binaries for
-// the tests; unset, TestMain builds them from the repository once.
-const testBinDirEnv = "EDGEUNIT_TEST_BIN_DIR"
-
 // testBinDir holds the tunnel binaries every demo in these tests runs.
 var testBinDir string
 
@@ -47,26 +43,13 @@ func TestMain(m *testing.M) {
 }
 
 func runTests(m *testing.M) int {
-	testBinDir = os.Getenv(testBinDirEnv)
-	if testBinDir == "" {
-		dir, err := os.MkdirTemp("", "edgeunit-demo-test-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		root, err := testenv.RepoRoot()
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			err = BuildBinaries(ctx, root, dir)
-			cancel()
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "building the tunnel binaries (or set %s): %v\n", testBinDirEnv, err)
-			return 1
-		}
-		testBinDir = dir
+	dir, cleanup, err := TestBinaries()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
+	defer cleanup()
+	testBinDir = dir
 	return m.Run()
 }
 
