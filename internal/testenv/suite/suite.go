@@ -11,6 +11,7 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -81,7 +82,8 @@ func AutonomousNode(ctx context.Context, c client.Client, duration string) strin
 }
 
 // AllowCSRs lets group create and watch CertificateSigningRequests through
-// a ClusterRole and binding called name, as a real cluster lets nodes.
+// a ClusterRole and binding called name, as a real cluster lets nodes, and
+// waits until the authorizer allows it.
 func AllowCSRs(ctx context.Context, c client.Client, name, group string) {
 	GinkgoHelper()
 	Expect(c.Create(ctx, &rbacv1.ClusterRole{
@@ -94,6 +96,9 @@ func AllowCSRs(ctx context.Context, c client.Client, name, group string) {
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "Group", Name: group}},
 	})).To(Succeed())
+	Expect(testenv.WaitAllowed(ctx, c, "rbac-probe", []string{group}, authorizationv1.ResourceAttributes{
+		Group: "certificates.k8s.io", Resource: "certificatesigningrequests", Verb: "create",
+	}, 30*time.Second)).To(Succeed())
 }
 
 // Idle fails g while a reconcile of any controller of this process runs

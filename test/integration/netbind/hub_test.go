@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -216,7 +217,7 @@ func grantNodeAccess(t *testing.T, ctx context.Context, kc ctrlclient.Client) {
 	for {
 		var obj unstructured.Unstructured
 		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			return
+			break
 		} else if err != nil {
 			t.Fatalf("node_reader.yaml: %v", err)
 		}
@@ -225,6 +226,15 @@ func grantNodeAccess(t *testing.T, ctx context.Context, kc ctrlclient.Client) {
 		}
 		if err := kc.Create(ctx, &obj); err != nil {
 			t.Fatalf("creating %s %s from node_reader.yaml: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	user, groups := "system:node:"+nodeName, []string{"system:nodes"}
+	for _, attrs := range []authorizationv1.ResourceAttributes{
+		{Resource: "nodes", Verb: "get", Name: nodeName},
+		{Group: edgev1.GroupVersion.Group, Resource: "edgeunits", Verb: "watch"},
+	} {
+		if err := testenv.WaitAllowed(ctx, kc, user, groups, attrs, 30*time.Second); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
