@@ -63,7 +63,22 @@
 // cloud) is dropped, since it described an object that no longer exists;
 // other 4xx answers are dropped and counted; 5xx and connection errors keep
 // the entry and retry with backoff.
-// Every other write gets 503 with a message while offline.
+// Every other write gets 503 with a message while offline, but one: the
+// kubelet registers its Node first after a reboot, and a Node the hub has
+// cached gets the apiserver's own 409 AlreadyExists, so the kubelet goes on
+// to read it and report status; uncached, the create gets 503.
+//
+// # Encodings
+//
+// The kubelet and kube-proxy send protobuf bodies and accept protobuf or
+// JSON. The hub asks the apiserver for JSON and caches and journals JSON: an
+// offline PUT or POST body in protobuf (Lease, Node, Pod) is decoded into
+// JSON at the door, journaled and cached as JSON, and replayed as JSON.
+// Online, a write goes up as the client encoded it. Answers the hub holds
+// go out as JSON when the client takes JSON (every client-go default does),
+// else as protobuf for those kinds; a read by a client that takes no JSON
+// goes to the apiserver (and gets 503 offline) rather than being served
+// from the cache under a type it is not in.
 package hub
 
 import (

@@ -44,6 +44,17 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, client string, ri re
 		return h.passthrough(w, r, ri)
 	}
 	if r.Method == http.MethodGet && h.cacheable(client, ri, r) {
+		if !acceptsJSON(r.Header.Get("Accept")) {
+			// The hub reads, caches and filters JSON: a client that takes
+			// nothing else goes to the apiserver, unless its answer must be
+			// filtered.
+			if h.filters(client, ri) {
+				writeStatus(w, http.StatusNotAcceptable, "NotAcceptable",
+					"edge-hub: topology-filtered answers are served as "+mediaJSON+" only")
+				return outcomeRejected
+			}
+			return h.passthrough(w, r, ri)
+		}
 		if ri.verb == "watch" {
 			return h.serveWatch(w, r, client, ri)
 		}
@@ -508,6 +519,11 @@ func (h *Hub) serveCachedObject(w http.ResponseWriter, r *http.Request, client s
 	if !found {
 		return false, nil
 	}
+	if !isJSONObject(resp.ContentType, body) {
+		// Served only as what it is (a hub before protobuf support cached
+		// offline protobuf writes under a JSON label).
+		return false, fmt.Errorf("cached %s is not a JSON object: %w", r.URL.Path, store.ErrCorrupt)
+	}
 	if h.filters(client, ri) {
 		body = h.topo.filterObject(body)
 	}
@@ -515,6 +531,16 @@ func (h *Hub) serveCachedObject(w http.ResponseWriter, r *http.Request, client s
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body)
 	return true, nil
+}
+
+// isJSONObject says whether a cached value is the JSON object its label
+// (contentType, empty for collection items) must say it is.
+func isJSONObject(contentType string, b []byte) bool {
+	if contentType != "" && mediaType(contentType) != mediaJSON {
+		return false
+	}
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{'
 }
 
 // writeStatus writes a metav1.Status error, which clients show as is.

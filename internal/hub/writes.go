@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
 	"github.com/edgeunit/edgeunit/internal/hub/kjson"
@@ -23,14 +25,15 @@ const maxWriteBody = 4 << 20
 
 // journalable says whether a write is one the hub answers locally while
 // offline: the node's own Lease, its Node status, Pod status (of pods bound
-// to the node: writeLocally checks that against the cached pod).
+// to the node: writeLocally checks that against the cached pod); and the
+// node's registration, answered but not journaled (createNode).
 func (h *Hub) journalable(ri reqInfo, r *http.Request) bool {
 	put, patch, post := r.Method == http.MethodPut, r.Method == http.MethodPatch, r.Method == http.MethodPost
 	switch {
 	case ri.prefix == "apis" && ri.group == "coordination.k8s.io" && ri.resource == "leases" && ri.namespace == "kube-node-lease":
 		return ((put || patch) && ri.name == h.cfg.NodeName && ri.sub == "") || (post && ri.name == "")
 	case ri.prefix == "api" && ri.resource == "nodes":
-		return (put || patch) && ri.name == h.cfg.NodeName && ri.sub == "status"
+		return ((put || patch) && ri.name == h.cfg.NodeName && ri.sub == "status") || (post && ri.name == "")
 	case ri.prefix == "api" && ri.resource == "pods":
 		return (put || patch) && ri.name != "" && ri.sub == "status"
 	}
@@ -43,23 +46,35 @@ func (h *Hub) serveWrite(w http.ResponseWriter, r *http.Request, client string, 
 		writeStatus(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "edge-hub: "+err.Error())
 		return outcomeRejected
 	}
+	// obj is what the hub journals and caches: a PUT's or POST's object as
+	// JSON (the kubelet sends protobuf), a patch as it is (JSON already).
+	obj, objErr := body, error(nil)
+	if r.Method != http.MethodPatch {
+		obj, objErr = objectJSON(r.Header.Get("Content-Type"), body)
+	}
 	if r.Method == http.MethodPost {
-		m, err := kjson.ObjectMeta(body, false)
-		if err != nil || m.Name != h.cfg.NodeName {
-			// Not this node's Lease: an ordinary write.
-			r.Body = io.NopCloser(strings.NewReader(string(body)))
-			r.ContentLength = int64(len(body))
-			return h.passthrough(w, r, ri)
+		var m kjson.Meta
+		if objErr == nil {
+			m, objErr = kjson.ObjectMeta(obj, false)
+		}
+		if objErr != nil || m.Name != h.cfg.NodeName {
+			// Not this node's Lease or Node: an ordinary write.
+			return h.passthrough(w, withBody(r, body), ri)
 		}
 		ri.name = m.Name
+		if ri.resource == "nodes" {
+			return h.createNode(w, withBody(r, body), client, ri)
+		}
 	}
 	online, epoch, _, _ := h.link.state()
 	if online && h.journalDepth.Load() == 0 {
 		ctx, cancel := linkContext(r, epoch)
 		defer cancel()
+		// The body goes up as the client encoded it; the answer comes
+		// back as JSON, for the cache.
 		req := h.up.request(ctx, r.Method, r.URL.Path, r.URL.RawQuery, body)
-		copyHeaders(req.Header, r.Header, "Content-Type", "Accept", "User-Agent")
-		req.Header.Set("Accept", "application/json")
+		copyHeaders(req.Header, r.Header, "Content-Type", "User-Agent")
+		req.Header.Set("Accept", mediaJSON)
 		resp, err := h.up.rt.RoundTrip(req)
 		var rb []byte
 		if err == nil {
@@ -72,14 +87,63 @@ func (h *Hub) serveWrite(w http.ResponseWriter, r *http.Request, client string, 
 		case err != nil:
 			h.link.markOffline("write failed: " + err.Error())
 		default:
-			copyResponse(w, resp, rb)
+			relayAnswer(w, r, resp, rb)
 			if resp.StatusCode/100 == 2 {
 				h.rememberObject(client, ri, rb)
 			}
 			return outcomeProxied
 		}
 	}
-	return h.writeLocally(w, r, client, ri, body)
+	if objErr != nil {
+		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "edge-hub: the cloud link is down and "+objErr.Error())
+		return outcomeRejected
+	}
+	return h.writeLocally(w, r, client, ri, obj)
+}
+
+// withBody gives r back the body serveWrite read from it.
+func withBody(r *http.Request, body []byte) *http.Request {
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return r
+}
+
+// relayAnswer relays an answer the apiserver gave as JSON, re-encoded for
+// a client that does not take JSON.
+func relayAnswer(w http.ResponseWriter, r *http.Request, resp *http.Response, body []byte) {
+	accept := r.Header.Get("Accept")
+	if acceptsJSON(accept) || mediaType(resp.Header.Get("Content-Type")) != mediaJSON {
+		copyResponse(w, resp, body)
+		return
+	}
+	copyHeader(w.Header(), resp.Header)
+	writeObject(w, accept, resp.StatusCode, body)
+}
+
+// createNode answers the kubelet's registration of its own Node. Online
+// the apiserver does. Offline a Node the hub has cached exists in the
+// cloud, so the answer is the apiserver's own 409 AlreadyExists: the
+// kubelet then reads the Node and patches its status, both of which the hub
+// answers, instead of retrying the create until the link returns. Nothing
+// is journaled.
+func (h *Hub) createNode(w http.ResponseWriter, r *http.Request, client string, ri reqInfo) string {
+	if h.link.Online() {
+		return h.passthrough(w, r, ri)
+	}
+	objRI := ri
+	objRI.sub = ""
+	cached, err := h.cachedObject(client, objRI)
+	if err != nil || cached == nil {
+		return h.passthrough(w, r, ri) // offline: 503
+	}
+	st := apierrors.NewAlreadyExists(corev1.Resource("nodes"), ri.name).Status()
+	st.Kind, st.APIVersion = "Status", "v1"
+	b, err := json.Marshal(st)
+	if err != nil {
+		return h.passthrough(w, r, ri)
+	}
+	writeObject(w, r.Header.Get("Accept"), http.StatusConflict, b)
+	return outcomeCacheHit
 }
 
 func copyHeaders(dst, src http.Header, keys ...string) {
@@ -104,7 +168,7 @@ func (h *Hub) rememberObject(client string, ri reqInfo, obj []byte) {
 }
 
 // writeLocally answers an offline write from the cached object and
-// journals it.
+// journals it; body is JSON (see serveWrite).
 func (h *Hub) writeLocally(w http.ResponseWriter, r *http.Request, client string, ri reqInfo, body []byte) string {
 	objRI := ri
 	objRI.sub = ""
@@ -137,9 +201,13 @@ func (h *Hub) writeLocally(w http.ResponseWriter, r *http.Request, client string
 			return outcomeRejected
 		}
 	}
+	ct := r.Header.Get("Content-Type")
+	if r.Method != http.MethodPatch {
+		ct = mediaJSON // objectJSON made it so
+	}
 	e := store.Entry{
 		Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
-		ContentType: r.Header.Get("Content-Type"), Body: body,
+		ContentType: ct, Body: body,
 		Client: client, UserAgent: r.UserAgent(), Time: time.Now(),
 	}
 	if r.Method == http.MethodPut {
@@ -167,13 +235,11 @@ func (h *Hub) writeLocally(w http.ResponseWriter, r *http.Request, client string
 		h.log.Error(err, "Caching offline write failed", "path", objRI.objectPath())
 	}
 	h.log.V(2).Info("Journaled offline write", "method", r.Method, "path", r.URL.Path, "client", client, "journalDepth", depth)
-	w.Header().Set("Content-Type", "application/json")
+	code := http.StatusOK
 	if r.Method == http.MethodPost {
-		w.WriteHeader(http.StatusCreated)
-	} else {
-		w.WriteHeader(http.StatusOK)
+		code = http.StatusCreated
 	}
-	_, _ = w.Write(result)
+	writeObject(w, r.Header.Get("Accept"), code, result)
 	return outcomeJournaled
 }
 
@@ -215,7 +281,7 @@ func (h *Hub) cachedObject(client string, ri reqInfo) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if found {
+		if found && isJSONObject(resp.ContentType, resp.Body) {
 			return resp.Body, nil
 		}
 		kind, apiVersion, v, err := h.store.FindItem(collectionPrefixes(c, ri), ri.objectKey())
@@ -342,10 +408,15 @@ func (h *Hub) replayOne(ctx context.Context, e store.Entry) (result string, retr
 		return "applied", false
 	case code == http.StatusConflict && (e.Method == http.MethodPut || e.Method == http.MethodPost):
 		// Last writer wins on the node's own objects: retry once on top of
-		// the current version.
+		// the current version. A hub before protobuf support journaled
+		// protobuf bodies as they came.
+		obj, err := objectJSON(e.ContentType, e.Body)
+		if err != nil {
+			return "dropped_rejected", false
+		}
 		objPath := e.Path
 		if e.Method == http.MethodPost {
-			m, _ := kjson.ObjectMeta(e.Body, false)
+			m, _ := kjson.ObjectMeta(obj, false)
 			objPath = strings.TrimSuffix(e.Path, "/") + "/" + m.Name
 		}
 		getPath := strings.TrimSuffix(objPath, "/status")
@@ -360,11 +431,11 @@ func (h *Hub) replayOne(ctx context.Context, e store.Entry) (result string, retr
 		if err != nil {
 			return "dropped_conflict", false
 		}
-		nb, err := setResourceVersion(e.Body, cm.ResourceVersion)
+		nb, err := setResourceVersion(obj, cm.ResourceVersion)
 		if err != nil {
 			return "dropped_rejected", false
 		}
-		code, body, err = h.send(ctx, http.MethodPut, objPath, e.RawQuery, "application/json", nb, e.UserAgent)
+		code, body, err = h.send(ctx, http.MethodPut, objPath, e.RawQuery, mediaJSON, nb, e.UserAgent)
 		switch {
 		case err != nil || code >= 500 || code == http.StatusTooManyRequests:
 			return "error", true

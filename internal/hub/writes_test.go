@@ -19,8 +19,15 @@ import (
 // offline and nothing runs the prober), on a fresh store.
 func offlineHub(t *testing.T, node string) *Hub {
 	t.Helper()
+	return offlineHubFor(t, node, "https://127.0.0.1:1")
+}
+
+// offlineHubFor is offlineHub with server as its apiserver, for tests that
+// then mark the link online.
+func offlineHubFor(t *testing.T, node, server string) *Hub {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.NodeName, cfg.Server, cfg.DataDir = node, "https://127.0.0.1:1", t.TempDir()
+	cfg.NodeName, cfg.Server, cfg.DataDir = node, server, t.TempDir()
 	cfg.ListenHTTP, cfg.ListenHTTPS, cfg.ListenAdmin = "127.0.0.1:0", "", ""
 	h, err := New(cfg, logr.Discard())
 	if err != nil {
