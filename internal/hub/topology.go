@@ -145,9 +145,43 @@ const (
 	metaWatchAccept = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 )
 
-// sync lists and watches one source while the link is up.
+// refusedError is the apiserver's refusal of a topology list or watch.
+type refusedError struct {
+	what    string
+	code    int
+	message string
+}
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("%s: HTTP %d: %s", e.what, e.code, e.message)
+}
+
+// httpError reads a failed answer into an error, a *refusedError for 401
+// and 403.
+func httpError(what string, resp *http.Response) error {
+	body, _ := readBody(resp.Body, maxErrorBody)
+	var st struct {
+		Message string `json:"message"`
+	}
+	_ = json.Unmarshal(body, &st)
+	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+		return &refusedError{what: what, code: resp.StatusCode, message: st.Message}
+	}
+	return fmt.Errorf("%s: HTTP %d: %s", what, resp.StatusCode, st.Message)
+}
+
+// sync lists and watches one source while the link is up. A refusal is
+// logged when it starts and when it ends: filtering then runs on what was
+// recorded before, which an operator must hear about without -v.
 func (t *topology) sync(ctx context.Context, src topoSource) {
 	backoff := 500 * time.Millisecond
+	refused := false
+	listed := func() {
+		if refused {
+			refused = false
+			t.h.log.Info("Topology watch allowed again", "resource", src.resource)
+		}
+	}
 	for ctx.Err() == nil {
 		online, epoch, back, _ := t.h.link.state()
 		if !online {
@@ -160,14 +194,23 @@ func (t *topology) sync(ctx context.Context, src topoSource) {
 		}
 		lctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(epoch, cancel)
-		err := t.listWatch(lctx, src)
+		err := t.listWatch(lctx, src, listed)
 		stop()
 		cancel()
 		if err == nil {
 			backoff = 500 * time.Millisecond
 			continue
 		}
-		if ctx.Err() == nil {
+		var re *refusedError
+		switch {
+		case ctx.Err() != nil:
+		case errors.As(err, &re):
+			if !refused {
+				refused = true
+				t.h.log.Error(err, "Topology watch refused, filtering EndpointSlices on the topology recorded before",
+					"resource", src.resource, "need", "list and watch of "+src.resource+" for group system:nodes (ClusterRole edgeunit-node-reader)")
+			}
+		default:
 			t.h.log.V(2).Info("Topology watch ended", "resource", src.resource, "err", err.Error())
 		}
 		select {
@@ -178,7 +221,8 @@ func (t *topology) sync(ctx context.Context, src topoSource) {
 	}
 }
 
-func (t *topology) listWatch(ctx context.Context, src topoSource) error {
+// listWatch lists src, calls listed, and watches until an error.
+func (t *topology) listWatch(ctx context.Context, src topoSource, listed func()) error {
 	req := t.h.up.request(ctx, http.MethodGet, src.path, "", nil)
 	req.Header.Set("Accept", metaListAccept)
 	req.Header.Set("User-Agent", "edge-hub/topology")
@@ -186,13 +230,14 @@ func (t *topology) listWatch(ctx context.Context, src topoSource) error {
 	if err != nil {
 		return err
 	}
+	if resp.StatusCode != http.StatusOK {
+		defer func() { _ = resp.Body.Close() }()
+		return httpError("listing "+src.resource, resp)
+	}
 	body, err := readBody(resp.Body, maxRecordedBody)
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("listing %s: HTTP %d", src.resource, resp.StatusCode)
 	}
 	l, err := kjson.ParseList(body)
 	if err != nil {
@@ -215,6 +260,7 @@ func (t *topology) listWatch(ctx context.Context, src topoSource) error {
 	}
 	t.replace(src, m)
 	t.h.log.V(2).Info("Topology listed", "resource", src.resource, "objects", len(items), "relevant", len(m))
+	listed()
 
 	rv := l.ResourceVersion
 	for ctx.Err() == nil {
@@ -227,8 +273,9 @@ func (t *topology) listWatch(ctx context.Context, src topoSource) error {
 			return err
 		}
 		if resp.StatusCode != http.StatusOK {
+			err := httpError("watching "+src.resource, resp)
 			_ = resp.Body.Close()
-			return fmt.Errorf("watching %s: HTTP %d", src.resource, resp.StatusCode)
+			return err
 		}
 		rv, err = t.consume(ctx, src, resp.Body, rv)
 		_ = resp.Body.Close()
