@@ -27,7 +27,10 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/edgeunit/edgeunit/internal/certs"
 	"github.com/edgeunit/edgeunit/internal/testenv"
@@ -178,7 +181,30 @@ func StartControlPlaneWith(tb testing.TB, opts ControlPlaneOptions) *ControlPlan
 		"--quota-backend-bytes=4294967296",
 	)
 	cp.StartAPIServer()
+	cp.grantNodes()
 	return cp
+}
+
+// grantNodes grants nodes what an edgeunit install does (config/rbac), on
+// top of the Node authorizer, and waits until the authorizer applies it.
+func (cp *ControlPlane) grantNodes() {
+	tb := cp.tb
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	scheme := runtime.NewScheme()
+	_ = authorizationv1.AddToScheme(scheme)
+	c, err := client.New(cp.AdminConfig("hubtest-admin"), client.Options{Scheme: scheme})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := testenv.ApplyManifest(ctx, c, testenv.NodeRBAC); err != nil {
+		tb.Fatal(err)
+	}
+	if err := testenv.WaitAllowed(ctx, c, "system:node:any", []string{"system:nodes"},
+		authorizationv1.ResourceAttributes{Resource: "nodes", Verb: "watch"}, 30*time.Second); err != nil {
+		tb.Fatal(err)
+	}
 }
 
 func (cp *ControlPlane) writePKI() {
@@ -224,16 +250,16 @@ func (cp *ControlPlane) write(name string, data []byte) string {
 	return p
 }
 
-// NodeCredentials issues a client certificate for node (user
-// system:node:<node>; also in system:masters, since envtest's apiserver
-// runs RBAC without the Node authorizer) and returns cert and key files.
+// NodeCredentials issues a client certificate for node, as a kubelet has
+// one (user system:node:<node> in group system:nodes: the Node authorizer,
+// NodeRestriction and the project's node RBAC decide what it may do), and
+// returns cert and key files.
 func (cp *ControlPlane) NodeCredentials(node string) (certFile, keyFile string) {
-	return cp.ClientCredentials("system:node:"+node, "system:nodes", "system:masters")
+	return cp.ClientCredentials("system:node:"+node, "system:nodes")
 }
 
 // ClientCredentials issues a client certificate for user in groups and
-// returns cert and key files: a node identity without system:masters, for
-// tests that grant it what it needs with RBAC.
+// returns cert and key files.
 func (cp *ControlPlane) ClientCredentials(user string, groups ...string) (certFile, keyFile string) {
 	kp, err := cp.CA.Issue(certs.Request{CommonName: user, Organization: groups, Lifetime: 24 * time.Hour, Client: true}, time.Now())
 	if err != nil {
@@ -267,7 +293,9 @@ func (cp *ControlPlane) StartAPIServer() {
 		"--service-account-key-file="+filepath.Join(d, "sa.pub"),
 		"--service-account-signing-key-file="+filepath.Join(d, "sa.key"),
 		"--service-cluster-ip-range=10.0.0.0/24",
-		"--authorization-mode=RBAC",
+		// As a production cluster: nodes are authorized as nodes.
+		"--authorization-mode=Node,RBAC",
+		"--enable-admission-plugins=NodeRestriction",
 		"--disable-admission-plugins=ServiceAccount",
 		"--allow-privileged=true",
 		"--max-requests-inflight=2000",
@@ -384,7 +412,7 @@ type HubOptions struct {
 	// polls. Default 127.0.0.1.
 	AdminHost string
 	// CertFile and KeyFile are the hub's client credentials. Default
-	// NodeCredentials(node), which includes system:masters.
+	// NodeCredentials(node).
 	CertFile, KeyFile string
 	// Args are appended to the hub's flags.
 	Args []string
@@ -477,10 +505,12 @@ func (h *Hub) AdminURL() string {
 // StorePath is the hub's cache file.
 func (h *Hub) StorePath() string { return filepath.Join(h.DataDir, "cache.db") }
 
-// Config is a client-go config through the hub's HTTP listener.
+// Config is a client-go config through the hub's HTTP listener, with the
+// kubelet's default encodings: protobuf bodies, protobuf or JSON answers.
 func (h *Hub) Config(userAgent string) *rest.Config {
 	return &rest.Config{Host: h.URL(), UserAgent: userAgent, QPS: -1,
-		ContentConfig: rest.ContentConfig{ContentType: "application/json", AcceptContentTypes: "application/json"}}
+		ContentConfig: rest.ContentConfig{ContentType: "application/vnd.kubernetes.protobuf",
+			AcceptContentTypes: "application/vnd.kubernetes.protobuf,application/json"}}
 }
 
 // Metric returns the sum of the samples of a metric whose labels contain

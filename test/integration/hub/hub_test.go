@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -63,11 +64,32 @@ func seed(t *testing.T, ctx context.Context, admin kubernetes.Interface) {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pod-%d", i), Namespace: ns, Labels: map[string]string{"app": "demo"}},
 			Spec: corev1.PodSpec{NodeName: nodeName, AutomountServiceAccountToken: new(false),
-				Containers: []corev1.Container{{Name: "c", Image: "example.invalid/app:1"}}},
+				Containers: []corev1.Container{{Name: "c", Image: "example.invalid/app:1"}},
+				// The Node authorizer lets a node read a ConfigMap its pods use.
+				Volumes: []corev1.Volume{{Name: "cfg", VolumeSource: corev1.VolumeSource{
+					ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}}},
 		}
 		must(admin.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}))
 	}
 	must(admin.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cfg"}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}))
+	// The Node authorizer learns the pods' bindings from its informers, a
+	// moment after they are created.
+	for _, attrs := range []authorizationv1.ResourceAttributes{
+		{Namespace: ns, Resource: "configmaps", Verb: "get", Name: "cfg"},
+		{Namespace: ns, Resource: "pods", Verb: "get", Name: "pod-0"},
+	} {
+		if err := hubtest.WaitFor(30*time.Second, 50*time.Millisecond, func() error {
+			sar := must(admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+				Spec: authorizationv1.SubjectAccessReviewSpec{User: "system:node:" + node, Groups: []string{"system:nodes"}, ResourceAttributes: &attrs},
+			}, metav1.CreateOptions{}))
+			if !sar.Status.Allowed {
+				return fmt.Errorf("node may not %s %s/%s: %s", attrs.Verb, attrs.Resource, attrs.Name, sar.Status.Reason)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 type view struct {
@@ -225,6 +247,12 @@ func TestHubKeepsNodeWorkingAcrossCutAndRestart(t *testing.T) {
 	}
 	if fmt.Sprint(afterRestart.Pods) != fmt.Sprint(before.Pods) || afterRestart.CM != before.CM {
 		t.Fatalf("view after offline restart differs:\n before %+v\n after  %+v", before, afterRestart)
+	}
+	// A kubelet rebooted offline registers its Node first: the hub says
+	// it exists, as the apiserver would, so the kubelet reads it.
+	_, err = kubelet.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{})
+	if !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("offline registration of the node: %v, want 409 AlreadyExists", err)
 	}
 	n := must(kubelet.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{}))
 	if len(n.Status.Conditions) != 1 || n.Status.Conditions[0].Message != "offline-written" {

@@ -2,7 +2,6 @@ package netbind_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,10 +14,7 @@ import (
 	"github.com/vishvananda/netlink"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	ctrlclient "sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -34,7 +30,7 @@ import (
 // TestHubEnforcesBindings runs the real edge-hub binary, with netbind on,
 // inside a network namespace holding flannel's VXLAN device; the hub
 // reaches kube-apiserver over a veth pair, with a node identity that has
-// only what RBAC grants a node (config/rbac/node_reader.yaml for the
+// only what the Node authorizer and RBAC grant a node (config/rbac/node_reader.yaml for the
 // EdgeUnit). It checks issue 6's acceptance end to end: the hub sets the
 // bound VTEP MAC when the device appears and fixes flannel's annotation;
 // with kube-apiserver killed it sets it again on a recreated device, and
@@ -191,43 +187,12 @@ func TestHubEnforcesBindings(t *testing.T) {
 	}
 }
 
-// grantNodeAccess gives the node identity what a cluster gives kubelet's:
-// the system:node role bound to the node's user (the Node authorizer's
-// part; this apiserver runs RBAC only), and the project's node_reader.yaml
-// as shipped, which is what lets it read EdgeUnits.
+// grantNodeAccess waits until the node identity has what a cluster gives
+// a kubelet's: the control plane runs the Node authorizer, and hubtest
+// installs the project's node_reader.yaml as shipped, which is what lets
+// it read EdgeUnits.
 func grantNodeAccess(t *testing.T, ctx context.Context, kc ctrlclient.Client) {
 	t.Helper()
-	if err := kc.Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "test-node-" + nodeName},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:node"},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: "system:node:" + nodeName}},
-	}); err != nil {
-		t.Fatal(err)
-	}
-	root, err := testenv.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(filepath.Join(root, "config", "rbac", "node_reader.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = f.Close() }()
-	dec := utilyaml.NewYAMLOrJSONDecoder(f, 4096)
-	for {
-		var obj unstructured.Unstructured
-		if err := dec.Decode(&obj.Object); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			t.Fatalf("node_reader.yaml: %v", err)
-		}
-		if len(obj.Object) == 0 {
-			continue
-		}
-		if err := kc.Create(ctx, &obj); err != nil {
-			t.Fatalf("creating %s %s from node_reader.yaml: %v", obj.GetKind(), obj.GetName(), err)
-		}
-	}
 	user, groups := "system:node:"+nodeName, []string{"system:nodes"}
 	for _, attrs := range []authorizationv1.ResourceAttributes{
 		{Resource: "nodes", Verb: "get", Name: nodeName},
