@@ -29,6 +29,8 @@ const (
 // topology knows which Services ask for topology and which unit each node
 // is in, from metadata-only watches of Nodes and Services that it records
 // like any client's (so it works offline and after a restart offline).
+// It reads as the node: under the Node authorizer listing all Nodes needs
+// the grant in config/rbac/node_reader.yaml.
 //
 // Strict filtering: for an annotated Service, an EndpointSlice keeps only
 // endpoints whose nodeName is in this node's unit ("unit") or is this node
