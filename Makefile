@@ -58,6 +58,17 @@ build: ## Build every binary into bin/.
 test: envtest vet ## Unit, envtest and integration tests.
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 30m ./...
 
+.PHONY: e2e-deps
+e2e-deps: ## Build and install what the real-node testbed runs (see test/e2e).
+	./hack/build-k8s.sh etcd kube-apiserver kubelet kube-controller-manager kube-scheduler
+	./hack/build-containerd.sh
+	./hack/build-e2e.sh
+	./hack/install-node-packages.sh
+
+.PHONY: e2e
+e2e: e2e-deps ## Real-node end-to-end suite: real kubelets and containerd in namespaces (root).
+	go test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v $(E2E_FLAGS)
+
 .PHONY: bench
 bench: envtest ## Benchmarks (see test/bench).
 	go test -p 1 -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/...

@@ -1,0 +1,70 @@
+// Command testapp is the e2e testbed's workload. `testapp serve` logs a
+// line naming its pod and answers HTTP on --listen with the pod's name;
+// `testapp echo words...` prints its words (for kubectl exec);
+// `testapp get URL` prints what an HTTP GET of URL answers (the testbed runs
+// it inside a node's network namespace).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "echo" {
+		fmt.Println(strings.Join(os.Args[2:], " "))
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "get" {
+		if err := get(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	listen := fs.String("listen", ":8080", "Address to serve HTTP on.")
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "serve" {
+		args = args[1:]
+	}
+	_ = fs.Parse(args)
+	pod := os.Getenv("POD_NAME")
+	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintf(w, "testapp %s\n", pod)
+	})
+	go func() {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		<-sigs
+		os.Exit(0)
+	}()
+	log.Printf("testapp serving pod=%s on %s", pod, *listen)
+	log.Fatal(http.ListenAndServe(*listen, nil))
+}
+
+func get(url string) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, b)
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}

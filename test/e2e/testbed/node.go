@@ -1,0 +1,435 @@
+//go:build linux
+
+package testbed
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// NodeSpec is one edge node of the testbed.
+type NodeSpec struct {
+	// Name is the Node's name and the kubelet's identity.
+	Name string
+	// Pool is the NodePool it joins (label edge.edgeunit.io/nodepool,
+	// set by its kubelet at registration).
+	Pool string
+}
+
+// Paths on every node, as its processes see them.
+const (
+	KubeletKubeconfig = "/etc/kubernetes/kubelet.conf"
+	// HubKubeconfig is what the hub installer writes for node clients:
+	// the hub's local listener.
+	HubKubeconfig     = "/var/lib/edgeunit/hub/kubeconfig"
+	kubeletPKI        = "/var/lib/kubelet/pki"
+	kubeletConfig     = "/etc/kubernetes/kubelet-config.yaml"
+	containerdConfig  = "/etc/containerd/config.toml"
+	containerdSocket  = "/run/containerd/containerd.sock"
+	staticPodDir      = "/etc/kubernetes/manifests"
+	kubeletClientCA   = "/etc/kubernetes/pki/kubelet-client-ca.crt"
+	clusterCA         = "/etc/kubernetes/pki/ca.crt"
+	cniConfDir        = "/etc/cni/net.d"
+	cniBinDir         = "/opt/cni/bin"
+	netbindSocket     = "unix:///var/run/edgeunit/netbind.sock"
+	containerdNS      = "k8s.io"
+	processStopGrace  = 10 * time.Second
+	processKillBound  = 30 * time.Second
+	containerdTimeout = 60 * time.Second
+)
+
+// nodeDirs are the node's own directories: each is bound over the same
+// path in the node's mount namespace, from a directory of the testbed.
+var nodeDirs = []string{
+	"/etc/kubernetes", "/etc/containerd", cniConfDir, cniBinDir,
+	"/var/lib/kubelet", "/var/lib/containerd", "/var/lib/edgeunit", "/var/lib/cni",
+	"/var/log/pods", "/var/log/containers",
+}
+
+// kernelTunables are the sysctls the kubelet sets when they differ from
+// these values. The node's mount namespace covers each with a file holding
+// this value, so the kubelet finds them set and never writes the
+// machine's.
+var kernelTunables = map[string]string{
+	"vm/overcommit_memory":      "1",
+	"vm/panic_on_oom":           "0",
+	"kernel/panic":              "10",
+	"kernel/panic_on_oops":      "1",
+	"kernel/keys/root_maxkeys":  "1000000",
+	"kernel/keys/root_maxbytes": "25000000",
+}
+
+// Node is an edge node: a network namespace linked to the cloud, a mount
+// namespace with a node's own disk and a tmpfs /run, a cgroup tree, and
+// containerd and a real kubelet in them.
+type Node struct {
+	NodeSpec
+	// IP is the node's address on its link (its InternalIP).
+	IP string
+	// PodCIDR is the range its pods get addresses from.
+	PodCIDR string
+	// Dir is the node's disk on this machine.
+	Dir string
+
+	tb         *Testbed
+	index      int
+	net        *nodeNet
+	mntns      string
+	cg, system *cgroup
+	containerd *Proc
+	kubelet    *Proc
+	// viaHub says whether the kubelet's kubeconfig is the hub's.
+	viaHub bool
+	booted bool
+}
+
+// path is where a node path lives on this machine.
+func (n *Node) path(p string) string { return filepath.Join(n.Dir, p) }
+
+func (tb *Testbed) newNode(spec NodeSpec, index int) (*Node, error) {
+	n := &Node{NodeSpec: spec, tb: tb, index: index, Dir: filepath.Join(tb.Dir, "nodes", spec.Name)}
+	var err error
+	if n.net, err = newNodeNet(tb.id, index, tb.cloudNet.bridge); err != nil {
+		return nil, err
+	}
+	tb.cleanup(fmt.Sprintf("network of node %s", n.Name), n.net.close)
+	n.IP, n.PodCIDR = n.net.ip, n.net.podCIDR
+	if n.cg, err = newCgroup(filepath.Join(tb.cgroupBase, n.Name)); err != nil {
+		return nil, err
+	}
+	tb.cleanup(fmt.Sprintf("cgroups of node %s", n.Name), func() error {
+		return errors.Join(n.cg.killAll(processKillBound), n.cg.removeAll(processKillBound))
+	})
+	if n.system, err = n.cg.child("system"); err != nil {
+		return nil, err
+	}
+	if err := n.writeDisk(); err != nil {
+		return nil, fmt.Errorf("preparing the disk of node %s: %w", n.Name, err)
+	}
+	if err := n.makeMountNS(); err != nil {
+		return nil, fmt.Errorf("mount namespace of node %s: %w", n.Name, err)
+	}
+	return n, nil
+}
+
+// writeDisk lays out what a provisioned node has on disk: credentials,
+// kubelet and containerd configuration, CNI plugins and configuration.
+func (n *Node) writeDisk() error {
+	for _, d := range nodeDirs {
+		if err := os.MkdirAll(n.path(d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(n.path(staticPodDir), 0o755); err != nil {
+		return err
+	}
+	user, err := n.tb.Cloud.nodeCredentials(n.Name)
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{
+		kubeletPKI + "/kubelet-client.crt":       user.CertData,
+		kubeletPKI + "/kubelet-client.key":       user.KeyData,
+		clusterCA:                                user.CAData,
+		kubeletClientCA:                          n.tb.Cloud.kubeletClientCA,
+		kubeletConfig:                            []byte(n.kubeletConfiguration()),
+		containerdConfig:                         []byte(n.containerdConfiguration()),
+		cniConfDir + "/10-edgeunit-e2e.conflist": []byte(n.cniConfiguration()),
+	}
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["cloud"] = &clientcmdapi.Cluster{Server: n.tb.Cloud.APIServerURL, CertificateAuthority: clusterCA}
+	kc.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificate: kubeletPKI + "/kubelet-client.crt", ClientKey: kubeletPKI + "/kubelet-client.key"}
+	kc.Contexts["node"] = &clientcmdapi.Context{Cluster: "cloud", AuthInfo: "node"}
+	kc.CurrentContext = "node"
+	if files[KubeletKubeconfig], err = clientcmd.Write(*kc); err != nil {
+		return err
+	}
+	for p, b := range files {
+		if err := os.MkdirAll(filepath.Dir(n.path(p)), 0o755); err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(p, ".key") {
+			mode = 0o600
+		}
+		if err := os.WriteFile(n.path(p), b, mode); err != nil {
+			return err
+		}
+	}
+	for name, src := range n.tb.assets.cniPlugins() {
+		if err := os.Symlink(src, n.path(filepath.Join(cniBinDir, name))); err != nil {
+			return err
+		}
+	}
+	for key, v := range kernelTunables {
+		p := filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(key, "/", "."))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(p, []byte(v+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) kubeletConfiguration() string {
+	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+# cgroup v1 machines, a cgroup tree of the node's own.
+failCgroupV1: false
+cgroupDriver: cgroupfs
+cgroupRoot: %[1]s
+cgroupsPerQOS: true
+enforceNodeAllocatable: ["pods"]
+containerRuntimeEndpoint: unix://%[2]s
+staticPodPath: %[3]s
+address: %[4]s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: %[5]s}
+authorization:
+  mode: Webhook
+failSwapOn: false
+resolvConf: ""
+protectKernelDefaults: false
+serializeImagePulls: false
+evictionHard:
+  memory.available: 50Mi
+  nodefs.available: 1%%
+  imagefs.available: 1%%
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+`, n.cg.rel, containerdSocket, staticPodDir, n.IP, kubeletClientCA)
+}
+
+func (n *Node) containerdConfiguration() string {
+	return fmt.Sprintf(`version = 3
+root = "/var/lib/containerd"
+state = "/run/containerd"
+
+[grpc]
+  address = %[1]q
+
+[plugins."io.containerd.cri.v1.images".pinned_images]
+  sandbox = %[2]q
+
+[plugins."io.containerd.cri.v1.runtime"]
+  # Root here lacks CAP_SYS_RESOURCE: never lower a process's OOM score.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.cri.v1.runtime".cni]
+    bin_dirs = [%[3]q]
+    conf_dir = %[4]q
+  [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc]
+    runtime_type = "io.containerd.runc.v2"
+    [plugins."io.containerd.cri.v1.runtime".containerd.runtimes.runc.options]
+      BinaryName = %[5]q
+      SystemdCgroup = false
+`, containerdSocket, PauseImage, cniBinDir, cniConfDir, n.tb.assets.runc)
+}
+
+// cniConfiguration is a plain bridge network whose addresses come from
+// edge-ipam (the unit's pod IP bindings, through the hub) over host-local.
+func (n *Node) cniConfiguration() string {
+	return fmt.Sprintf(`{
+  "cniVersion": "1.0.0",
+  "name": "edgeunit-e2e",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": false,
+      "ipam": {
+        "type": "edge-ipam",
+        "hub": %q,
+        "timeout": "1s",
+        "delegate": {
+          "type": "host-local",
+          "dataDir": "/var/lib/cni/networks",
+          "ranges": [[{"subnet": %q}]]
+        }
+      }
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+`, netbindSocket, n.PodCIDR)
+}
+
+// makeMountNS creates the node's persistent mount namespace: private
+// propagation, the node's directories bound over the machine's, a tmpfs
+// /run, and the kernel tunables covered.
+func (n *Node) makeMountNS() error {
+	// Mount points first: they are removed after the namespace is gone.
+	for _, d := range nodeDirs {
+		if err := n.tb.ensureHostDir(d); err != nil {
+			return err
+		}
+	}
+	n.mntns = filepath.Join(n.tb.nsDir, n.Name+".mnt")
+	if err := os.WriteFile(n.mntns, nil, 0o600); err != nil {
+		return err
+	}
+	if _, err := run("unshare", "--mount="+n.mntns, "--propagation", "private", "true"); err != nil {
+		return err
+	}
+	n.tb.cleanup(fmt.Sprintf("mount namespace of node %s", n.Name), func() error {
+		_, err := run("umount", n.mntns)
+		return err
+	})
+	var script strings.Builder
+	script.WriteString("set -e\n")
+	for _, d := range nodeDirs {
+		fmt.Fprintf(&script, "mount --bind %s %s\n", shellQuote(n.path(d)), shellQuote(d))
+	}
+	for key := range kernelTunables {
+		fmt.Fprintf(&script, "mount --bind %s /proc/sys/%s\n", shellQuote(filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(key, "/", "."))), key)
+	}
+	script.WriteString(freshRun)
+	_, err := run("nsenter", "--mount="+n.mntns, "--", "/bin/sh", "-c", script.String())
+	return err
+}
+
+// freshRun mounts an empty tmpfs on /run, as a boot does; /var/run is a
+// link to it.
+const freshRun = "mount -t tmpfs -o mode=0755,size=256m tmpfs /run\nmkdir -p /run/netns /run/edgeunit\n"
+
+// inNode is argv run inside the node's mount and network namespaces.
+func (n *Node) inNode(argv ...string) []string {
+	return append([]string{"nsenter", "--mount=" + n.mntns, "--net=" + n.net.nsPath(), "--"}, argv...)
+}
+
+// Exec runs a command inside the node and returns its output.
+func (n *Node) Exec(argv ...string) (string, error) { return run(n.inNode(argv...)...) }
+
+// Boot starts containerd (importing the images on the first boot) and
+// the kubelet. The kubelet talks to the hub when PointAtHub was called
+// before, else to the apiserver.
+func (n *Node) Boot(ctx context.Context) error {
+	var err error
+	n.containerd, err = startProc("containerd "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "containerd.log"), n.system,
+		[]string{"PATH=" + n.tb.assets.nodeBin + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		n.inNode(filepath.Join(n.tb.assets.nodeBin, "containerd"), "--config", containerdConfig)...)
+	if err != nil {
+		return err
+	}
+	if err := poll(ctx, containerdTimeout, func() (bool, error) {
+		if exited, err := n.containerd.Exited(); exited {
+			return false, fmt.Errorf("containerd of node %s exited: %v%s", n.Name, err, n.containerd.Tail(20))
+		}
+		_, err := n.ctr("version")
+		return err == nil, nil
+	}); err != nil {
+		return fmt.Errorf("waiting for containerd of node %s: %w%s", n.Name, err, n.containerd.Tail(20))
+	}
+	if !n.booted {
+		for _, img := range n.tb.assets.images {
+			if _, err := n.ctr("images", "import", "--no-unpack=false", img); err != nil {
+				return fmt.Errorf("importing %s into node %s: %w", img, n.Name, err)
+			}
+		}
+		n.booted = true
+	}
+	return n.startKubelet()
+}
+
+func (n *Node) ctr(args ...string) (string, error) {
+	return n.Exec(append([]string{filepath.Join(n.tb.assets.nodeBin, "ctr"), "--address", containerdSocket, "-n", containerdNS}, args...)...)
+}
+
+func (n *Node) startKubelet() error {
+	kubeconfig := KubeletKubeconfig
+	if n.viaHub {
+		kubeconfig = HubKubeconfig
+	}
+	var err error
+	n.kubelet, err = startProc("kubelet "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "kubelet.log"), n.system, nil,
+		n.inNode(n.tb.assets.k8s("kubelet"),
+			"--config="+kubeletConfig,
+			"--kubeconfig="+kubeconfig,
+			"--hostname-override="+n.Name,
+			"--node-ip="+n.IP,
+			"--node-labels=edge.edgeunit.io/nodepool="+n.Pool,
+			"--v=2",
+		)...)
+	return err
+}
+
+// PointAtHub restarts the kubelet with the hub's kubeconfig (the hub's
+// local listener; the hub adds the node's identity), as node conversion
+// does.
+func (n *Node) PointAtHub() error {
+	if _, err := os.Stat(n.path(HubKubeconfig)); err != nil {
+		return fmt.Errorf("the hub installer has not written %s on node %s: %w", HubKubeconfig, n.Name, err)
+	}
+	n.viaHub = true
+	if n.kubelet != nil {
+		n.kubelet.Stop(processStopGrace)
+	}
+	return n.startKubelet()
+}
+
+// ViaHub says whether the kubelet talks to the hub.
+func (n *Node) ViaHub() bool { return n.viaHub }
+
+// CutLink cuts the node's link to the cloud; RestoreLink mends it.
+func (n *Node) CutLink() error     { return n.net.cut() }
+func (n *Node) RestoreLink() error { return n.net.restore() }
+
+// LinkBytes is what crossed the node's link to the cloud so far.
+func (n *Node) LinkBytes() (uint64, error) {
+	rx, tx, err := n.net.linkBytes()
+	return rx + tx, err
+}
+
+// PowerCut kills everything on the node at once (kubelet, containerd,
+// shims, containers) and then does what a reboot does: /run is empty, the
+// dead containers' cgroups and mounts are gone. The disk stays.
+func (n *Node) PowerCut() error {
+	var e errs
+	e.add(n.cg.killAll(processKillBound))
+	for _, p := range []*Proc{n.kubelet, n.containerd} {
+		if p != nil {
+			p.Kill()
+		}
+	}
+	// Lazily: a dead container's mounts under /run and the kubelet's
+	// volume mounts go, then a fresh /run.
+	_, err := run("nsenter", "--mount="+n.mntns, "--", "/bin/sh", "-c",
+		`findmnt -rn -o TARGET | grep -E '^/run(/|$)|^/var/lib/kubelet/' | sort -r | while read -r m; do umount -l "$m" || true; done
+`+freshRun)
+	e.add(err)
+	e.add(n.cg.removeChildren(processKillBound))
+	var cerr error
+	n.system, cerr = n.cg.child("system")
+	e.add(cerr)
+	return e.err()
+}
+
+// stop stops the kubelet and containerd, then ends whatever is left in
+// the node's cgroups (shims, containers).
+func (n *Node) stop() error {
+	for _, p := range []*Proc{n.kubelet, n.containerd} {
+		if p != nil {
+			p.Stop(processStopGrace)
+		}
+	}
+	return n.cg.killAll(processKillBound)
+}
+
+// KubeletStarted is when the running kubelet was started.
+func (n *Node) Kubelet() *Proc { return n.kubelet }
