@@ -228,16 +228,21 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *cor
 		hostPath("kubelet-kubeconfig", o.kubeletKubeconfig(), corev1.HostPathFile),
 		hostPath("kubelet-pki", o.kubeletPKIDir(), corev1.HostPathDirectory),
 	}
+	// Root, whatever user the image names: the kubelet's key and the
+	// files the installer writes belong to root on the node. No
+	// capabilities beyond what netbind needs.
 	security := &corev1.SecurityContext{
+		RunAsUser:                new(int64(0)),
 		AllowPrivilegeEscalation: new(false),
 		ReadOnlyRootFilesystem:   new(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 	}
 	if networkAutonomy(u) {
 		// Setting the VXLAN device's MAC needs NET_ADMIN; edge-ipam finds
 		// the hub's socket in a host directory.
 		mounts = append(mounts, corev1.VolumeMount{Name: "netbind", MountPath: hostNetbindDir})
 		volumes = append(volumes, hostPath("netbind", hostNetbindDir, corev1.HostPathDirectoryOrCreate))
-		security.Capabilities = &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}
+		security.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
 	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -382,7 +387,9 @@ func desiredAgentConfigMap(u *edgev1.EdgeUnit, te *edgev1.TunnelEndpoint, caPEM 
 	return cm, hashOf(data)
 }
 
-// agentServers are host:port of every address the endpoint reports.
+// agentServers are host:port of every address the endpoint reports. The
+// TunnelEndpoint controller reports host:port on the agent port; a bare
+// host gets the agent port.
 func agentServers(te *edgev1.TunnelEndpoint) []string {
 	port := te.Spec.Ports.Agent
 	if port == 0 {
@@ -390,7 +397,11 @@ func agentServers(te *edgev1.TunnelEndpoint) []string {
 	}
 	out := make([]string, 0, len(te.Status.Addresses))
 	for _, a := range te.Status.Addresses {
-		out = append(out, net.JoinHostPort(a, strconv.Itoa(int(port))))
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			out = append(out, a)
+			continue
+		}
+		out = append(out, net.JoinHostPort(strings.Trim(a, "[]"), strconv.Itoa(int(port))))
 	}
 	slices.Sort(out)
 	return slices.Compact(out)

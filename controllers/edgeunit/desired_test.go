@@ -353,6 +353,11 @@ func TestDesiredAgent(t *testing.T) {
 			wantServers: "203.0.113.7:10262,tunnel.example.com:10262", wantPorts: "10250,10255", wantImage: testOptions.AgentImage,
 			wantKubeconfig: "/etc/kubernetes/kubelet.conf", wantPKIDir: "/var/lib/kubelet/pki",
 		},
+		"host:port as the TunnelEndpoint controller reports them": {
+			endpoint: testEndpoint("tunnel.example.com:10262", "203.0.113.7:10262", "[2001:db8::1]:10262"), unit: testUnit(withTunnel),
+			wantServers: "203.0.113.7:10262,[2001:db8::1]:10262,tunnel.example.com:10262", wantPorts: "10250,10255", wantImage: testOptions.AgentImage,
+			wantKubeconfig: "/etc/kubernetes/kubelet.conf", wantPKIDir: "/var/lib/kubelet/pki",
+		},
 		"the kubelet's credentials elsewhere": {
 			endpoint: testEndpoint("203.0.113.7"), unit: testUnit(withTunnel), opts: &ownKubelet,
 			wantServers: "203.0.113.7:10262", wantPorts: "10250,10255", wantImage: testOptions.AgentImage,
@@ -530,7 +535,13 @@ func TestHubEnforcesNetworkBindingsOnlyWhenAsked(t *testing.T) {
 				t.Fatalf("netBind.enabled = %v, want %v", cfg.NetBind.Enabled, tc.want)
 			}
 			pod := desiredHubPod(u, "example.com/edgeunit:v1", "abc", testOptions)
-			caps := pod.Spec.Containers[0].SecurityContext.Capabilities
+			sc := pod.Spec.Containers[0].SecurityContext
+			// The image's user (nonroot) could not read the kubelet's key
+			// nor the installer's files.
+			if sc.RunAsUser == nil || *sc.RunAsUser != 0 || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+				t.Errorf("security context %+v: want root without capabilities but NET_ADMIN for netbind", sc)
+			}
+			caps := sc.Capabilities
 			hasNetAdmin := caps != nil && slices.Contains(caps.Add, corev1.Capability("NET_ADMIN"))
 			if hasNetAdmin != tc.want {
 				t.Errorf("NET_ADMIN = %v, want %v", hasNetAdmin, tc.want)

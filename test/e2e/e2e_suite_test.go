@@ -56,6 +56,8 @@ var (
 	repoRoot  string
 	appPods   = map[string]string{} // node -> pod name
 	appLabels = map[string]string{"app": "e2e-testapp"}
+	// suiteFailed keeps the testbed's files for a look after the run.
+	suiteFailed bool
 )
 
 func TestE2E(t *testing.T) {
@@ -83,14 +85,19 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		ToleratedSeconds:       toleratedSeconds,
 	})
 	DeferCleanup(func() {
-		if CurrentSpecReport().Failed() || os.Getenv("EDGEUNIT_E2E_KEEP") != "" {
-			GinkgoWriter.Printf("testbed logs kept in %s\n", filepath.Join(dir, "logs"))
-			return
+		var stopErr error
+		if tb != nil {
+			stopErr = tb.Stop()
 		}
-		Expect(os.RemoveAll(dir)).To(Succeed())
+		if suiteFailed || stopErr != nil || os.Getenv("EDGEUNIT_E2E_KEEP") != "" {
+			GinkgoWriter.Printf("testbed files and logs kept in %s\n", dir)
+		} else {
+			Expect(os.RemoveAll(dir)).To(Succeed())
+		}
+		Expect(stopErr).NotTo(HaveOccurred())
 	})
-	if tb != nil {
-		DeferCleanup(func() { Expect(tb.Stop()).To(Succeed()) })
+	if err != nil {
+		suiteFailed = true
 	}
 	Expect(err).NotTo(HaveOccurred())
 	GinkgoWriter.Printf("testbed up in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), tb.LogDir)
@@ -103,6 +110,7 @@ var _ = ReportAfterEach(func(r SpecReport) {
 	if !r.Failed() || tb == nil {
 		return
 	}
+	suiteFailed = true
 	logs, _ := filepath.Glob(filepath.Join(tb.LogDir, "*.log"))
 	more, _ := filepath.Glob(filepath.Join(tb.LogDir, "*", "*.log"))
 	for _, l := range append(logs, more...) {

@@ -27,7 +27,7 @@ type cgroup struct {
 }
 
 // v1Hierarchies are the mount points of this machine's cgroup v1
-// hierarchies.
+// hierarchies (and of the unified one beside them, on a hybrid machine).
 func v1Hierarchies() ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -40,11 +40,13 @@ func v1Hierarchies() ([]string, error) {
 		// ID parent major:minor root mountpoint options ... - fstype source superoptions
 		pre, post, ok := strings.Cut(sc.Text(), " - ")
 		fields, postFields := strings.Fields(pre), strings.Fields(post)
-		if ok && len(fields) >= 5 && len(postFields) >= 1 && postFields[0] == "cgroup" {
+		// cgroup2 too: on a hybrid machine runc also makes each
+		// container's cgroup in the unified hierarchy.
+		if ok && len(fields) >= 5 && len(postFields) >= 1 && (postFields[0] == "cgroup" || postFields[0] == "cgroup2") {
 			out = append(out, fields[4])
 		}
 	}
-	if len(out) == 0 {
+	if len(out) == 0 || (len(out) == 1 && !strings.HasPrefix(out[0], "/sys/fs/cgroup/")) {
 		return nil, errors.New("no cgroup v1 hierarchy is mounted: the testbed's kubelets run on cgroup v1 (failCgroupV1: false)")
 	}
 	slices.Sort(out)

@@ -161,6 +161,10 @@ egressSelections:
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ManagerNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return nil, err
 	}
+	// What an install grants nodes on top of the Node authorizer.
+	if err := testenv.ApplyManifest(ctx, c.Client, testenv.NodeRBAC); err != nil {
+		return nil, fmt.Errorf("granting nodes what edgeunit's install grants them: %w", err)
+	}
 	if err := c.startControllerManager(ctx, api.CertDir); err != nil {
 		return nil, err
 	}

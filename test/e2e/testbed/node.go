@@ -36,7 +36,7 @@ const (
 	containerdSocket  = "/run/containerd/containerd.sock"
 	staticPodDir      = "/etc/kubernetes/manifests"
 	kubeletClientCA   = "/etc/kubernetes/pki/kubelet-client-ca.crt"
-	clusterCA         = "/etc/kubernetes/pki/ca.crt"
+	kubeletClientPEM  = kubeletPKI + "/kubelet-client-current.pem"
 	cniConfDir        = "/etc/cni/net.d"
 	cniBinDir         = "/opt/cni/bin"
 	netbindSocket     = "unix:///var/run/edgeunit/netbind.sock"
@@ -86,6 +86,8 @@ type Node struct {
 	cg, system *cgroup
 	containerd *Proc
 	kubelet    *Proc
+	// kubeletStarted is when the running kubelet was started.
+	kubeletStarted time.Time
 	// viaHub says whether the kubelet's kubeconfig is the hub's.
 	viaHub bool
 	booted bool
@@ -100,12 +102,12 @@ func (tb *Testbed) newNode(spec NodeSpec, index int) (*Node, error) {
 	if n.net, err = newNodeNet(tb.id, index, tb.cloudNet.bridge); err != nil {
 		return nil, err
 	}
-	tb.cleanup(fmt.Sprintf("network of node %s", n.Name), n.net.close)
+	tb.teardown(fmt.Sprintf("network of node %s", n.Name), n.net.close)
 	n.IP, n.PodCIDR = n.net.ip, n.net.podCIDR
 	if n.cg, err = newCgroup(filepath.Join(tb.cgroupBase, n.Name)); err != nil {
 		return nil, err
 	}
-	tb.cleanup(fmt.Sprintf("cgroups of node %s", n.Name), func() error {
+	tb.teardown(fmt.Sprintf("cgroups of node %s", n.Name), func() error {
 		return errors.Join(n.cg.killAll(processKillBound), n.cg.removeAll(processKillBound))
 	})
 	if n.system, err = n.cg.child("system"); err != nil {
@@ -135,18 +137,20 @@ func (n *Node) writeDisk() error {
 	if err != nil {
 		return err
 	}
+	// As kubeadm lays it out: the CA inline in kubelet.conf, which names
+	// the kubelet's certificate and key in one file under its PKI
+	// directory (the hub and the tunnel agent mount exactly these two).
+	clientPEM := append(append([]byte{}, user.CertData...), user.KeyData...)
 	files := map[string][]byte{
-		kubeletPKI + "/kubelet-client.crt":       user.CertData,
-		kubeletPKI + "/kubelet-client.key":       user.KeyData,
-		clusterCA:                                user.CAData,
+		kubeletClientPEM:                         clientPEM,
 		kubeletClientCA:                          n.tb.Cloud.kubeletClientCA,
 		kubeletConfig:                            []byte(n.kubeletConfiguration()),
 		containerdConfig:                         []byte(n.containerdConfiguration()),
 		cniConfDir + "/10-edgeunit-e2e.conflist": []byte(n.cniConfiguration()),
 	}
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["cloud"] = &clientcmdapi.Cluster{Server: n.tb.Cloud.APIServerURL, CertificateAuthority: clusterCA}
-	kc.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificate: kubeletPKI + "/kubelet-client.crt", ClientKey: kubeletPKI + "/kubelet-client.key"}
+	kc.Clusters["cloud"] = &clientcmdapi.Cluster{Server: n.tb.Cloud.APIServerURL, CertificateAuthorityData: user.CAData}
+	kc.AuthInfos["node"] = &clientcmdapi.AuthInfo{ClientCertificate: kubeletClientPEM, ClientKey: kubeletClientPEM}
 	kc.Contexts["node"] = &clientcmdapi.Context{Cluster: "cloud", AuthInfo: "node"}
 	kc.CurrentContext = "node"
 	if files[KubeletKubeconfig], err = clientcmd.Write(*kc); err != nil {
@@ -157,7 +161,7 @@ func (n *Node) writeDisk() error {
 			return err
 		}
 		mode := os.FileMode(0o644)
-		if strings.HasSuffix(p, ".key") {
+		if p == kubeletClientPEM {
 			mode = 0o600
 		}
 		if err := os.WriteFile(n.path(p), b, mode); err != nil {
@@ -287,7 +291,7 @@ func (n *Node) makeMountNS() error {
 	if _, err := run("unshare", "--mount="+n.mntns, "--propagation", "private", "true"); err != nil {
 		return err
 	}
-	n.tb.cleanup(fmt.Sprintf("mount namespace of node %s", n.Name), func() error {
+	n.tb.teardown(fmt.Sprintf("mount namespace of node %s", n.Name), func() error {
 		_, err := run("umount", n.mntns)
 		return err
 	})
@@ -357,6 +361,7 @@ func (n *Node) startKubelet() error {
 		kubeconfig = HubKubeconfig
 	}
 	var err error
+	n.kubeletStarted = time.Now()
 	n.kubelet, err = startProc("kubelet "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "kubelet.log"), n.system, nil,
 		n.inNode(n.tb.assets.k8s("kubelet"),
 			"--config="+kubeletConfig,
@@ -432,4 +437,18 @@ func (n *Node) stop() error {
 }
 
 // KubeletStarted is when the running kubelet was started.
-func (n *Node) Kubelet() *Proc { return n.kubelet }
+func (n *Node) KubeletStarted() time.Time { return n.kubeletStarted }
+
+// HubURL is the hub's local listener, from the kubeconfig the installer
+// wrote for node clients.
+func (n *Node) HubURL() (string, error) {
+	kc, err := clientcmd.LoadFromFile(n.path(HubKubeconfig))
+	if err != nil {
+		return "", err
+	}
+	ctx := kc.Contexts[kc.CurrentContext]
+	if ctx == nil || kc.Clusters[ctx.Cluster] == nil {
+		return "", fmt.Errorf("%s names no cluster", HubKubeconfig)
+	}
+	return kc.Clusters[ctx.Cluster].Server, nil
+}

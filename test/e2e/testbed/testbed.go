@@ -61,8 +61,12 @@ type Testbed struct {
 	nsDir      string
 	cgroupBase string
 
-	mu       sync.Mutex
-	cleanups []cleanup
+	mu sync.Mutex
+	// cleanups stop processes; teardowns, which run after every cleanup,
+	// remove what they ran in (mounts, cgroups, links, namespaces). So
+	// kube-apiserver stops while the nodes' links are still there, and
+	// its connections to them end cleanly.
+	cleanups, teardowns []cleanup
 }
 
 type cleanup struct {
@@ -99,12 +103,12 @@ func Start(ctx context.Context, o Options) (_ *Testbed, err error) {
 	if err != nil {
 		return nil, err
 	}
-	tb.cleanup("testbed lock", func() error { unlock(); return nil })
+	tb.teardown("testbed lock", func() error { unlock(); return nil })
 	if err := tb.privateNSDir(); err != nil {
 		return nil, err
 	}
 	tb.cgroupBase = filepath.Join(ownCgroupBase(), "edgeunit-e2e-"+tb.id)
-	tb.cleanup("testbed cgroups", func() error {
+	tb.teardown("testbed cgroups", func() error {
 		cg := &cgroup{rel: tb.cgroupBase}
 		hs, err := v1Hierarchies()
 		if err != nil {
@@ -118,7 +122,7 @@ func Start(ctx context.Context, o Options) (_ *Testbed, err error) {
 	if tb.cloudNet, err = newCloudNet(tb.id); err != nil {
 		return nil, err
 	}
-	tb.cleanup("cloud bridge", tb.cloudNet.close)
+	tb.teardown("cloud bridge", tb.cloudNet.close)
 	if tb.Cloud, err = tb.startCloud(ctx); err != nil {
 		return nil, err
 	}
@@ -154,12 +158,18 @@ func (tb *Testbed) cleanup(what string, fn func() error) {
 	tb.cleanups = append(tb.cleanups, cleanup{what: what, fn: fn})
 }
 
-// Stop undoes Start, last step first, running every step even when one
-// fails.
+func (tb *Testbed) teardown(what string, fn func() error) {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	tb.teardowns = append(tb.teardowns, cleanup{what: what, fn: fn})
+}
+
+// Stop undoes Start, last step first (processes before what they run
+// in), running every step even when one fails.
 func (tb *Testbed) Stop() error {
 	tb.mu.Lock()
-	cs := tb.cleanups
-	tb.cleanups = nil
+	cs := append(tb.teardowns, tb.cleanups...)
+	tb.cleanups, tb.teardowns = nil, nil
 	tb.mu.Unlock()
 	var e errs
 	for i := len(cs) - 1; i >= 0; i-- {
@@ -181,7 +191,7 @@ func (tb *Testbed) privateNSDir() error {
 	if _, err := run("mount", "--bind", tb.nsDir, tb.nsDir); err != nil {
 		return err
 	}
-	tb.cleanup("namespace directory", func() error {
+	tb.teardown("namespace directory", func() error {
 		_, err := run("umount", tb.nsDir)
 		return err
 	})
@@ -206,7 +216,7 @@ func (tb *Testbed) ensureHostDir(d string) error {
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return err
 	}
-	tb.cleanup("mount point "+d, func() error {
+	tb.teardown("mount point "+d, func() error {
 		// Empty directories only: a mount point nothing uses any more.
 		err := removeEmptyTree(top)
 		if errors.Is(err, fs.ErrNotExist) {

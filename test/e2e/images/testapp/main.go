@@ -1,7 +1,7 @@
 // Command testapp is the e2e testbed's workload. `testapp serve` logs a
 // line naming its pod and answers HTTP on --listen with the pod's name;
 // `testapp echo words...` prints its words (for kubectl exec);
-// `testapp get URL` prints what an HTTP GET of URL answers (the testbed runs
+// `testapp get URL [USER-AGENT]` prints what an HTTP GET of URL answers (the testbed runs
 // it inside a node's network namespace).
 package main
 
@@ -23,8 +23,12 @@ func main() {
 		fmt.Println(strings.Join(os.Args[2:], " "))
 		return
 	}
-	if len(os.Args) == 3 && os.Args[1] == "get" {
-		if err := get(os.Args[2]); err != nil {
+	if (len(os.Args) == 3 || len(os.Args) == 4) && os.Args[1] == "get" {
+		ua := ""
+		if len(os.Args) == 4 {
+			ua = os.Args[3]
+		}
+		if err := get(os.Args[2], ua); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
@@ -51,9 +55,16 @@ func main() {
 	log.Fatal(http.ListenAndServe(*listen, nil))
 }
 
-func get(url string) error {
+func get(url, userAgent string) error {
 	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	if userAgent != "" {
+		req.Header.Set("User-Agent", userAgent)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return err
 	}
