@@ -78,8 +78,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	tb, err = testbed.Start(suiteCtx, testbed.Options{
 		Dir: dir,
 		Nodes: []testbed.NodeSpec{
-			{Name: autonomousNode, Pool: autonomousPool},
-			{Name: plainNode, Pool: plainPool},
+			// A zone each: kube-controller-manager evicts from a zone
+			// that is wholly down only while another zone is healthy.
+			{Name: autonomousNode, Pool: autonomousPool, Zone: "zone-a"},
+			{Name: plainNode, Pool: plainPool, Zone: "zone-b"},
 		},
 		NodeMonitorGracePeriod: nodeMonitorGrace,
 		ToleratedSeconds:       toleratedSeconds,
@@ -100,6 +102,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		suiteFailed = true
 	}
 	Expect(err).NotTo(HaveOccurred())
+	// The healthy zone: a stand-in for the cloud's own nodes.
+	Expect(tb.Cloud.StartStandInNode(suiteCtx, "cloud-1", map[string]string{
+		edgev1.LabelNodePool: "cloud", "topology.kubernetes.io/zone": "cloud"})).To(Succeed())
 	GinkgoWriter.Printf("testbed up in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), tb.LogDir)
 	k8s = tb.Cloud.Client
 }, NodeTimeout(10*time.Minute))

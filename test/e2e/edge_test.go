@@ -73,7 +73,14 @@ func appPod(node string) *corev1.Pod {
 	}
 }
 
+// One ordered container: each spec builds on the state the one before
+// left (Ginkgo would shuffle top-level containers).
 var _ = Describe("Real edge nodes", Ordered, func() {
+	Context("joining a unit", joinSpecs)
+	Context("cut off from the cloud", cutOffSpecs)
+})
+
+func joinSpecs() {
 	It("registers each real kubelet as a Ready node of its pool", func(ctx SpecContext) {
 		Eventually(func(g Gomega) {
 			for _, n := range tb.Nodes {
@@ -180,7 +187,7 @@ var _ = Describe("Real edge nodes", Ordered, func() {
 			Expect(body).To(Equal("testapp " + pod + "\n"))
 		}
 	})
-})
+}
 
 func httpGet(ctx context.Context, url string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)

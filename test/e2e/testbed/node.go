@@ -22,6 +22,9 @@ type NodeSpec struct {
 	// Pool is the NodePool it joins (label edge.edgeunit.io/nodepool,
 	// set by its kubelet at registration).
 	Pool string
+	// Zone is its topology.kubernetes.io/zone, if any: the node
+	// lifecycle controller judges outages zone by zone.
+	Zone string
 }
 
 // Paths on every node, as its processes see them.
@@ -228,6 +231,10 @@ state = "/run/containerd"
 [grpc]
   address = %[1]q
 
+# On the node's own disk, not the machine's /opt/containerd.
+[plugins."io.containerd.internal.v1.opt"]
+  path = "/var/lib/containerd/opt"
+
 [plugins."io.containerd.cri.v1.images".pinned_images]
   sandbox = %[2]q
 
@@ -360,6 +367,10 @@ func (n *Node) startKubelet() error {
 	if n.viaHub {
 		kubeconfig = HubKubeconfig
 	}
+	labels := "edge.edgeunit.io/nodepool=" + n.Pool
+	if n.Zone != "" {
+		labels += ",topology.kubernetes.io/zone=" + n.Zone
+	}
 	var err error
 	n.kubeletStarted = time.Now()
 	n.kubelet, err = startProc("kubelet "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "kubelet.log"), n.system, nil,
@@ -368,7 +379,7 @@ func (n *Node) startKubelet() error {
 			"--kubeconfig="+kubeconfig,
 			"--hostname-override="+n.Name,
 			"--node-ip="+n.IP,
-			"--node-labels=edge.edgeunit.io/nodepool="+n.Pool,
+			"--node-labels="+labels,
 			"--v=2",
 		)...)
 	return err
