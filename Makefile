@@ -70,8 +70,8 @@ e2e: e2e-deps ## Real-node end-to-end suite: real kubelets and containerd in nam
 	go test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v $(E2E_FLAGS)
 
 .PHONY: bench
-bench: envtest ## Benchmarks (see test/bench).
-	go test -p 1 -count=1 -timeout 60m -run '^$$' -bench . -benchtime 1x ./test/bench/...
+bench: envtest e2e-deps ## Benchmarks (see test/bench; the realnode one needs root).
+	go test -tags e2e -p 1 -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./test/bench/...
 
 .PHONY: demo
 demo: envtest build ## Start the embedded local environment.

@@ -209,19 +209,8 @@ func freePorts(n int) ([]int, error) {
 	return out, nil
 }
 
-func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir string) error {
-	ports, err := freePorts(1)
-	if err != nil {
-		return err
-	}
-	c.ControllerManager, err = startProc("kube-controller-manager", filepath.Join(c.tb.LogDir, "kube-controller-manager.log"), nil, nil,
-		c.tb.assets.k8s("kube-controller-manager"),
-		"--kubeconfig="+c.Kubeconfig,
-		"--authentication-kubeconfig="+c.Kubeconfig,
-		"--authorization-kubeconfig="+c.Kubeconfig,
-		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(ports[0]),
-		"--leader-elect=false",
+func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir string) (err error) {
+	c.ControllerManager, err = c.startComponent(ctx, "kube-controller-manager",
 		"--controllers=*",
 		"--service-account-private-key-file="+filepath.Join(apiCertDir, "sa-signer.key"),
 		"--root-ca-file="+filepath.Join(apiCertDir, "apiserver.crt"),
@@ -231,32 +220,36 @@ func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir string) e
 		"--concurrent-gc-syncs=2",
 		"--v=2",
 	)
-	if err != nil {
-		return err
-	}
-	c.tb.cleanup("kube-controller-manager", func() error { c.ControllerManager.Stop(processStopGrace); return nil })
-	return waitHTTPS(ctx, c.ControllerManager, "https://127.0.0.1:"+strconv.Itoa(ports[0])+"/healthz")
+	return err
 }
 
-func (c *Cloud) startScheduler(ctx context.Context) error {
+func (c *Cloud) startScheduler(ctx context.Context) (err error) {
+	c.Scheduler, err = c.startComponent(ctx, "kube-scheduler")
+	return err
+}
+
+// startComponent runs a Kubernetes control-plane component as the admin,
+// serving its health on a free loopback port, and waits until it is
+// healthy.
+func (c *Cloud) startComponent(ctx context.Context, name string, args ...string) (*Proc, error) {
 	ports, err := freePorts(1)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.Scheduler, err = startProc("kube-scheduler", filepath.Join(c.tb.LogDir, "kube-scheduler.log"), nil, nil,
-		c.tb.assets.k8s("kube-scheduler"),
-		"--kubeconfig="+c.Kubeconfig,
-		"--authentication-kubeconfig="+c.Kubeconfig,
-		"--authorization-kubeconfig="+c.Kubeconfig,
-		"--bind-address=127.0.0.1",
-		"--secure-port="+strconv.Itoa(ports[0]),
-		"--leader-elect=false",
-	)
+	p, err := startProc(name, filepath.Join(c.tb.LogDir, name+".log"), nil, nil,
+		append([]string{c.tb.assets.k8s(name),
+			"--kubeconfig=" + c.Kubeconfig,
+			"--authentication-kubeconfig=" + c.Kubeconfig,
+			"--authorization-kubeconfig=" + c.Kubeconfig,
+			"--bind-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(ports[0]),
+			"--leader-elect=false",
+		}, args...)...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.tb.cleanup("kube-scheduler", func() error { c.Scheduler.Stop(processStopGrace); return nil })
-	return waitHTTPS(ctx, c.Scheduler, "https://127.0.0.1:"+strconv.Itoa(ports[0])+"/healthz")
+	c.tb.cleanup(name, func() error { p.Stop(processStopGrace); return nil })
+	return p, waitHTTPS(ctx, p, "https://127.0.0.1:"+strconv.Itoa(ports[0])+"/healthz")
 }
 
 // startManager runs the edgeunit manager as its own process, serving the

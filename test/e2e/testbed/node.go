@@ -393,10 +393,53 @@ func (n *Node) PointAtHub() error {
 		return fmt.Errorf("the hub installer has not written %s on node %s: %w", HubKubeconfig, n.Name, err)
 	}
 	n.viaHub = true
+	return n.RestartKubelet()
+}
+
+// PointAtCloud restarts the kubelet with its own kubeconfig again (the
+// apiserver directly), as leaving a unit will.
+func (n *Node) PointAtCloud() error {
+	n.viaHub = false
+	return n.RestartKubelet()
+}
+
+// RestartKubelet stops the kubelet and starts it again with the same
+// kubeconfig.
+func (n *Node) RestartKubelet() error {
 	if n.kubelet != nil {
 		n.kubelet.Stop(processStopGrace)
 	}
 	return n.startKubelet()
+}
+
+// RSS is the resident memory of the node's processes whose command name
+// (comm) is name, summed, in bytes.
+func (n *Node) RSS(name string) (uint64, error) {
+	var total uint64
+	found := false
+	for _, pid := range n.cg.pids() {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		if err != nil || strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		for line := range strings.SplitSeq(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var kb uint64
+				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+					total += kb << 10
+					found = true
+				}
+			}
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("no process %q runs on node %s", name, n.Name)
+	}
+	return total, nil
 }
 
 // ViaHub says whether the kubelet talks to the hub.
