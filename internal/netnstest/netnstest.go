@@ -16,9 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -194,7 +196,8 @@ func lockBlocks() (func(), error) {
 
 // freeBlock returns the first /30 of linkRange that no local address or
 // connected network overlaps (another test's veth, a leftover of a killed
-// run, a real interface). Call it under lockBlocks.
+// run, a real interface) and that holds none of NamedAddrs. Call it under
+// lockBlocks.
 func freeBlock() (net.IP, error) {
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {
@@ -208,6 +211,11 @@ func freeBlock() (net.IP, error) {
 			if block.Contains(a.IP) || a.Contains(block.IP) {
 				used = true
 				break
+			}
+		}
+		for _, a := range NamedAddrs() {
+			if block.Contains(a.AsSlice()) {
+				used = true
 			}
 		}
 		if !used {
@@ -347,4 +355,25 @@ func (n *NS) Silence(tb testing.TB, l *Link) (restore func() error) {
 		e.neigh = nb
 	}
 	return restore
+}
+
+// NamedAddrs are the addresses this machine resolves names to or asks for
+// them (the IPv4 addresses in /etc/hosts and the name servers of
+// /etc/resolv.conf). A test network must not cover them: a sandbox may map
+// its package registries and proxies into documentation ranges, and a
+// route to a test's veth over one of them cuts the machine off from it.
+func NamedAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, f := range []string{"/etc/hosts", "/etc/resolv.conf"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for field := range strings.FieldsSeq(string(b)) {
+			if a, err := netip.ParseAddr(field); err == nil && a.Is4() && !a.IsLoopback() {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
 }

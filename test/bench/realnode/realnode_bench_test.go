@@ -99,6 +99,7 @@ func BenchmarkRealNode(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	tb.StopOnInterrupt()
 	b.Cleanup(func() {
 		if err := tb.Stop(); err != nil {
 			b.Errorf("stopping the testbed (files kept in %s): %v", dir, err)

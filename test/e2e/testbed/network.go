@@ -8,15 +8,21 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+
+	"github.com/edgeunit/edgeunit/internal/netnstest"
 )
 
 // The edge link network: a bridge on this machine (the cloud end) with
-// one veth per node. 203.0.113.0/24 is a documentation range (TEST-NET-3)
-// no interface of these machines uses; the nodes get no default route, so
-// nothing they send leaves this network.
+// one veth per node. 198.19.248.0/24 is in the benchmarking range
+// (RFC 2544, 198.18.0.0/15); newCloudNet refuses to start where this
+// machine routes to, resolves to or has an address in it (documentation
+// ranges are not safe: these machines resolve their package registries to
+// one). The nodes get no default route, so nothing they send leaves this
+// network.
 const (
-	linkPrefix = "203.0.113."
+	linkPrefix = "198.19.248."
 	CloudIP    = linkPrefix + "1"
 	linkBits   = 24
 	// firstNodeHost is the last octet of the first node's address.
@@ -52,10 +58,8 @@ func newCloudNet(id string) (*cloudNet, error) {
 	if _, err := net.InterfaceByName(n.bridge); err == nil {
 		return nil, fmt.Errorf("bridge %s already exists", n.bridge)
 	}
-	for _, ip := range hostAddrs() {
-		if _, cidr, _ := net.ParseCIDR(CloudIP + "/24"); cidr.Contains(ip) {
-			return nil, fmt.Errorf("this machine already has an address (%s) in the testbed's link network %s", ip, cidr)
-		}
+	if err := linkNetworkUnused(); err != nil {
+		return nil, err
 	}
 	for _, argv := range [][]string{
 		{"ip", "link", "add", n.bridge, "type", "bridge"},
@@ -76,6 +80,41 @@ func (n *cloudNet) close() error {
 	}
 	_, err := run("ip", "link", "del", n.bridge)
 	return err
+}
+
+// linkNetworkUnused checks that the link network shadows nothing this
+// machine uses: its addresses, its routes other than the default, its
+// name servers and the addresses in /etc/hosts (netnstest.NamedAddrs).
+func linkNetworkUnused() error {
+	_, cidr, _ := net.ParseCIDR(fmt.Sprintf("%s/%d", CloudIP, linkBits))
+	used := map[string][]net.IP{"an address of this machine": hostAddrs()}
+	for _, a := range netnstest.NamedAddrs() {
+		used["an address this machine resolves names to"] = append(used["an address this machine resolves names to"], a.AsSlice())
+	}
+	out, err := run("ip", "-4", "route", "show", "table", "all")
+	if err != nil {
+		return err
+	}
+	for line := range strings.SplitSeq(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] == "default" || f[0] == "broadcast" || f[0] == "local" {
+			continue
+		}
+		if _, rn, err := net.ParseCIDR(f[0]); err == nil && (rn.Contains(cidr.IP) || cidr.Contains(rn.IP)) {
+			return fmt.Errorf("this machine routes %s, which overlaps the testbed's link network %s", f[0], cidr)
+		}
+		if ip := net.ParseIP(f[0]); ip != nil && cidr.Contains(ip) {
+			return fmt.Errorf("this machine routes %s, in the testbed's link network %s", f[0], cidr)
+		}
+	}
+	for what, ips := range used {
+		for _, ip := range ips {
+			if cidr.Contains(ip) {
+				return fmt.Errorf("%s (%s) is in the testbed's link network %s: the testbed would cut this machine off from it", what, ip, cidr)
+			}
+		}
+	}
+	return nil
 }
 
 func hostAddrs() []net.IP {

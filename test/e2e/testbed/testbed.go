@@ -21,8 +21,10 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -267,4 +269,20 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 		case <-t.C:
 		}
 	}
+}
+
+// StopOnInterrupt stops the testbed and exits when the process gets
+// SIGINT or SIGTERM, for callers without a framework that cleans up on an
+// interrupt (benchmarks): nothing is left behind by a Ctrl-C.
+func (tb *Testbed) StopOnInterrupt() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "testbed: %s, stopping\n", s)
+		if err := tb.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "testbed:", err)
+		}
+		os.Exit(1)
+	}()
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/edgeunit/edgeunit/internal/netnstest"
 )
 
 // edgeNet is the test's "edge site": a network namespace holding the kubelet
@@ -35,7 +37,9 @@ import (
 // addresses there on the root namespace's side; they never cover kubeletIP.
 // A machine whose own network is in 203.0.113.0/24 (shadowed by the veth's
 // route) or covers kubeletIP (a path to the kubelet besides the tunnel) is
-// refused. Not 192.0.2.0/24: some sandboxes use it for their own network.
+// refused, and no /30 holding an address the machine resolves a name to
+// (netnstest.NamedAddrs: a sandbox may put its package proxy there) is
+// taken. Not 192.0.2.0/24: some sandboxes use it for their own network.
 type edgeNet struct {
 	ns                     string
 	vethRoot, vethEdge     string
@@ -100,6 +104,12 @@ func checkHost(kubeletIP netip.Addr) ([]netip.Prefix, error) {
 		}
 		if a.prefix.Contains(kubeletIP) {
 			return nil, fmt.Errorf("this machine reaches the test's kubelet address %s over %s (%s): the tunnel would not be the only way to it", kubeletIP, a.dev, a.prefix)
+		}
+	}
+	// Never a /30 over an address the machine resolves names to.
+	for _, a := range netnstest.NamedAddrs() {
+		if uplinkRange.Contains(a) {
+			taken = append(taken, netip.PrefixFrom(a, 30).Masked())
 		}
 	}
 	return taken, nil
