@@ -67,7 +67,7 @@ e2e-deps: ## Build and install what the real-node testbed runs (see test/e2e).
 
 .PHONY: e2e
 e2e: e2e-deps ## Real-node end-to-end suite: real kubelets and containerd in namespaces (root).
-	go test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v $(E2E_FLAGS)
+	go test -tags e2e -count=1 -timeout 40m ./test/e2e/ -ginkgo.v -ginkgo.timeout=35m $(E2E_FLAGS)
 
 .PHONY: bench
 bench: envtest e2e-deps ## Benchmarks (see test/bench; the realnode one needs root).

@@ -45,7 +45,7 @@ const (
 	endpointName   = "tunnel"
 	// Shortened for the autonomy spec: a node is unknown 20 s after its
 	// last heartbeat and its pods without autonomy go 30 s later.
-	nodeMonitorGrace = 20 * time.Second
+	nodeMonitorGrace = 20 * time.Second // four Lease renewals of the testbed's kubelets
 	toleratedSeconds = 30
 )
 
@@ -75,7 +75,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	Expect(err).NotTo(HaveOccurred())
 	suiteCtx = context.Background()
 	start := time.Now()
-	tb, err = testbed.Start(suiteCtx, testbed.Options{
+	tb, err = testbed.Start(ctx, testbed.Options{
 		Dir: dir,
 		Nodes: []testbed.NodeSpec{
 			// A zone each: kube-controller-manager evicts from a zone
@@ -103,7 +103,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}
 	Expect(err).NotTo(HaveOccurred())
 	// The healthy zone: a stand-in for the cloud's own nodes.
-	Expect(tb.Cloud.StartStandInNode(suiteCtx, "cloud-1", map[string]string{
+	Expect(tb.Cloud.StartStandInNode(ctx, "cloud-1", map[string]string{
 		edgev1.LabelNodePool: "cloud", "topology.kubernetes.io/zone": "cloud"})).To(Succeed())
 	GinkgoWriter.Printf("testbed up in %s (logs in %s)\n", time.Since(start).Round(time.Millisecond), tb.LogDir)
 	k8s = tb.Cloud.Client

@@ -17,8 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-type coordinationLease = coordinationv1.Lease
-
 func intOrPort(p int) intstr.IntOrString { return intstr.FromInt(p) }
 
 // renewedAfter says whether the node's Lease in the apiserver was renewed

@@ -24,6 +24,10 @@ type cgroup struct {
 	// /edgeunit-e2e-1a2b/edge-1.
 	rel   string
 	paths []string
+	// created are the directories above rel that newCgroup made (the
+	// test's own cgroup path exists only in some hierarchies), deepest
+	// first.
+	created []string
 }
 
 // v1Hierarchies are the mount points of this machine's cgroup v1
@@ -80,26 +84,51 @@ func newCgroup(rel string) (*cgroup, error) {
 	c := &cgroup{rel: path.Clean(rel)}
 	for _, h := range hs {
 		p := filepath.Join(h, c.rel)
-		if err := mkdirCgroup(h, p); err != nil {
-			return nil, err
+		var made []string
+		err := mkdirCgroup(h, p, &made)
+		for _, d := range made {
+			if d != p {
+				c.created = append(c.created, d)
+			}
+		}
+		if err != nil {
+			return c, err
 		}
 		c.paths = append(c.paths, p)
 	}
+	slices.SortFunc(c.created, func(a, b string) int { return len(b) - len(a) })
 	return c, nil
 }
 
-func mkdirCgroup(root, p string) error {
+// removeCreatedParents removes the directories above c that newCgroup
+// made, once empty.
+func (c *cgroup) removeCreatedParents() error {
+	var left []string
+	for _, d := range c.created {
+		if err := syscall.Rmdir(d); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			left = append(left, d)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("cgroups not removed: %v", left)
+	}
+	return nil
+}
+
+func mkdirCgroup(root, p string, made *[]string) error {
 	if p == root {
 		return nil
 	}
 	if _, err := os.Stat(p); err == nil {
 		return nil
 	}
-	if err := mkdirCgroup(root, filepath.Dir(p)); err != nil {
+	if err := mkdirCgroup(root, filepath.Dir(p), made); err != nil {
 		return err
 	}
 	if err := os.Mkdir(p, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("creating cgroup %s: %w", p, err)
+	} else if err == nil {
+		*made = append(*made, p)
 	}
 	for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
 		if _, err := os.Stat(filepath.Join(p, f)); err != nil {
@@ -198,4 +227,42 @@ func (c *cgroup) remove(self bool, timeout time.Duration) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// adoptChildren moves this process's children with the given command
+// names into c.
+func (c *cgroup) adoptChildren(names ...string) error {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	self := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so from the
+		// last ')'.
+		s := string(stat)
+		i := strings.LastIndexByte(s, ')')
+		j := strings.IndexByte(s, '(')
+		if i < 0 || j < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 2 || f[1] != strconv.Itoa(self) || !slices.Contains(names, s[j+1:i]) {
+			continue
+		}
+		for _, p := range c.paths {
+			if err := os.WriteFile(filepath.Join(p, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+				return fmt.Errorf("moving %s (pid %d) into cgroup %s: %w", s[j+1:i], pid, p, err)
+			}
+		}
+	}
+	return nil
 }

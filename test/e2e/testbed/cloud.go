@@ -58,6 +58,7 @@ type Cloud struct {
 	tb              *Testbed
 	dir             string
 	kubeletClientCA []byte
+	apiLog          *os.File
 }
 
 func (tb *Testbed) startCloud(ctx context.Context) (*Cloud, error) {
@@ -102,6 +103,10 @@ egressSelections:
 	if err != nil {
 		return nil, err
 	}
+	webhookPort, err := testenv.RestartablePort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
 	c.Env = &envtest.Environment{
 		BinaryAssetsDirectory:    tb.assets.k8sBin,
 		CRDDirectoryPaths:        []string{filepath.Join(root, "config", "crd", "bases")},
@@ -110,9 +115,13 @@ egressSelections:
 		ControlPlaneStopTimeout:  time.Minute,
 		// Webhooks by URL on this machine: kube-apiserver calls them
 		// directly (control-plane egress), not through the tunnel.
+		CRDInstallOptions: envtest.CRDInstallOptions{MaxTime: time.Minute},
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			Paths:            []string{filepath.Join(root, "config", "webhook", "manifests.yaml")},
 			LocalServingHost: "127.0.0.1",
+			// Bound by the manager only later: a port below the ephemeral
+			// range, which no client connection takes meanwhile.
+			LocalServingPort: webhookPort,
 		},
 	}
 	api := c.Env.ControlPlane.GetAPIServer()
@@ -122,7 +131,10 @@ egressSelections:
 		return nil, err
 	}
 	api.SecureServing.Address, api.SecureServing.Port = CloudIP, strconv.Itoa(apiPort)
-	api.Out, api.Err = logFile(tb.LogDir, "kube-apiserver.log")
+	if c.apiLog, err = logFile(tb.LogDir, "kube-apiserver.log"); err != nil {
+		return nil, err
+	}
+	api.Out, api.Err = c.apiLog, c.apiLog
 	args := api.Configure()
 	args.Set("authorization-mode", "Node,RBAC")
 	args.Set("enable-admission-plugins", "NodeRestriction")
@@ -133,11 +145,23 @@ egressSelections:
 	args.Set("allow-privileged", "true")
 	args.Set("default-not-ready-toleration-seconds", strconv.Itoa(tb.opts.ToleratedSeconds))
 	args.Set("default-unreachable-toleration-seconds", strconv.Itoa(tb.opts.ToleratedSeconds))
+	// Before Start: it may fail after the processes are up (CRDs,
+	// webhooks), and Stop copes with a partial start.
+	tb.cleanup("kube-apiserver and etcd", func() error {
+		if c.apiLog != nil {
+			defer func() { _ = c.apiLog.Close() }()
+		}
+		return c.Env.Stop()
+	})
 	if c.Config, err = c.Env.Start(); err != nil {
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w%s", err, tail(filepath.Join(tb.LogDir, "kube-apiserver.log"), 20))
 	}
-	tb.cleanup("kube-apiserver and etcd", c.Env.Stop)
 	c.APIServerURL = c.Config.Host
+	// envtest starts them outside the testbed's cgroups: move them in, so
+	// a run that is killed leaves nothing the next one cannot end.
+	if err := tb.cloudCgroup.adoptChildren("etcd", "kube-apiserver"); err != nil {
+		return nil, err
+	}
 
 	admin, err := c.Env.AddUser(envtest.User{Name: "edgeunit-e2e-admin", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -165,7 +189,13 @@ egressSelections:
 	if err := testenv.ApplyManifest(ctx, c.Client, testenv.NodeRBAC); err != nil {
 		return nil, fmt.Errorf("granting nodes what edgeunit's install grants them: %w", err)
 	}
-	if err := c.startControllerManager(ctx, api.CertDir); err != nil {
+	// The CA of kube-apiserver's serving certificate, for the
+	// kube-root-ca.crt ConfigMaps pods trust it by.
+	rootCA := filepath.Join(c.dir, "apiserver-ca.crt")
+	if err := os.WriteFile(rootCA, api.SecureServing.CA, 0o644); err != nil {
+		return nil, err
+	}
+	if err := c.startControllerManager(ctx, api.CertDir, rootCA); err != nil {
 		return nil, err
 	}
 	if err := c.startScheduler(ctx); err != nil {
@@ -177,13 +207,11 @@ egressSelections:
 	return c, nil
 }
 
-func logFile(dir, name string) (*os.File, *os.File) {
-	_ = os.MkdirAll(dir, 0o755)
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, nil
+func logFile(dir, name string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
 	}
-	return f, f
+	return os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 }
 
 // nodeCredentials is a node's kubelet identity: system:node:<name> in
@@ -209,11 +237,11 @@ func freePorts(n int) ([]int, error) {
 	return out, nil
 }
 
-func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir string) (err error) {
+func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir, rootCA string) (err error) {
 	c.ControllerManager, err = c.startComponent(ctx, "kube-controller-manager",
 		"--controllers=*",
 		"--service-account-private-key-file="+filepath.Join(apiCertDir, "sa-signer.key"),
-		"--root-ca-file="+filepath.Join(apiCertDir, "apiserver.crt"),
+		"--root-ca-file="+rootCA,
 		"--use-service-account-credentials=false",
 		"--node-monitor-period=2s",
 		"--node-monitor-grace-period="+c.tb.opts.NodeMonitorGracePeriod.String(),
@@ -236,7 +264,7 @@ func (c *Cloud) startComponent(ctx context.Context, name string, args ...string)
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc(name, filepath.Join(c.tb.LogDir, name+".log"), nil, nil,
+	p, err := startProc(name, filepath.Join(c.tb.LogDir, name+".log"), c.tb.cloudCgroup, nil,
 		append([]string{c.tb.assets.k8s(name),
 			"--kubeconfig=" + c.Kubeconfig,
 			"--authentication-kubeconfig=" + c.Kubeconfig,
@@ -248,7 +276,7 @@ func (c *Cloud) startComponent(ctx context.Context, name string, args ...string)
 	if err != nil {
 		return nil, err
 	}
-	c.tb.cleanup(name, func() error { p.Stop(processStopGrace); return nil })
+	c.tb.cleanup(name, func() error { return p.Stop(processStopGrace) })
 	return p, waitHTTPS(ctx, p, "https://127.0.0.1:"+strconv.Itoa(ports[0])+"/healthz")
 }
 
@@ -260,7 +288,7 @@ func (c *Cloud) startManager(ctx context.Context) error {
 		return err
 	}
 	wh := c.Env.WebhookInstallOptions
-	c.Manager, err = startProc("manager", filepath.Join(c.tb.LogDir, "manager.log"), nil, nil,
+	c.Manager, err = startProc("manager", filepath.Join(c.tb.LogDir, "manager.log"), c.tb.cloudCgroup, nil,
 		c.tb.assets.e2e("manager"),
 		"--kubeconfig="+c.Kubeconfig,
 		"--namespace="+ManagerNamespace,
@@ -276,7 +304,8 @@ func (c *Cloud) startManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.tb.cleanup("manager", func() error { c.Manager.Stop(processStopGrace); return nil })
+	p := c.Manager
+	c.tb.cleanup("manager", func() error { return p.Stop(processStopGrace) })
 	return waitHTTPS(ctx, c.Manager, "http://127.0.0.1:"+strconv.Itoa(ports[0])+"/readyz")
 }
 
@@ -303,7 +332,7 @@ func (c *Cloud) StartTunnelServer(ctx context.Context, endpoint, servingSecret s
 	if err != nil {
 		return err
 	}
-	c.TunnelServer, err = startProc("tunnel-server", filepath.Join(c.tb.LogDir, "tunnel-server.log"), nil, nil,
+	c.TunnelServer, err = startProc("tunnel-server", filepath.Join(c.tb.LogDir, "tunnel-server.log"), c.tb.cloudCgroup, nil,
 		c.tb.assets.e2e("tunnel-server"),
 		"--id=e2e-0",
 		"--agent-address="+net.JoinHostPort(CloudIP, strconv.Itoa(TunnelAgentPort)),
@@ -322,7 +351,8 @@ func (c *Cloud) StartTunnelServer(ctx context.Context, endpoint, servingSecret s
 	if err != nil {
 		return err
 	}
-	c.tb.cleanup("tunnel-server", func() error { c.TunnelServer.Stop(processStopGrace); return nil })
+	p := c.TunnelServer
+	c.tb.cleanup("tunnel-server", func() error { return p.Stop(processStopGrace) })
 	return waitHTTPS(ctx, c.TunnelServer, "http://127.0.0.1:"+strconv.Itoa(ports[1])+"/readyz")
 }
 

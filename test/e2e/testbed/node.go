@@ -211,6 +211,9 @@ authentication:
 authorization:
   mode: Webhook
 failSwapOn: false
+# Renewed every 5 s (a quarter of it): a node on a loaded 2-core machine
+# stays well within kube-controller-manager's grace period.
+nodeLeaseDurationSeconds: 20
 resolvConf: ""
 protectKernelDefaults: false
 serializeImagePulls: false
@@ -349,7 +352,7 @@ func (n *Node) Boot(ctx context.Context) error {
 	}
 	if !n.booted {
 		for _, img := range n.tb.assets.images {
-			if _, err := n.ctr("images", "import", "--no-unpack=false", img); err != nil {
+			if _, err := n.ctr("images", "import", img); err != nil {
 				return fmt.Errorf("importing %s into node %s: %w", img, n.Name, err)
 			}
 		}
@@ -407,7 +410,9 @@ func (n *Node) PointAtCloud() error {
 // kubeconfig.
 func (n *Node) RestartKubelet() error {
 	if n.kubelet != nil {
-		n.kubelet.Stop(processStopGrace)
+		if err := n.kubelet.Stop(processStopGrace); err != nil {
+			return err
+		}
 	}
 	return n.startKubelet()
 }
@@ -463,7 +468,7 @@ func (n *Node) PowerCut() error {
 	e.add(n.cg.killAll(processKillBound))
 	for _, p := range []*Proc{n.kubelet, n.containerd} {
 		if p != nil {
-			p.Kill()
+			e.add(p.Kill())
 		}
 	}
 	// Lazily: a dead container's mounts under /run and the kubelet's
@@ -482,12 +487,14 @@ func (n *Node) PowerCut() error {
 // stop stops the kubelet and containerd, then ends whatever is left in
 // the node's cgroups (shims, containers).
 func (n *Node) stop() error {
+	var e errs
 	for _, p := range []*Proc{n.kubelet, n.containerd} {
 		if p != nil {
-			p.Stop(processStopGrace)
+			e.add(p.Stop(processStopGrace))
 		}
 	}
-	return n.cg.killAll(processKillBound)
+	e.add(n.cg.killAll(processKillBound))
+	return e.err()
 }
 
 // KubeletStarted is when the running kubelet was started.

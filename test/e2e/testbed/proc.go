@@ -3,6 +3,7 @@
 package testbed
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -80,27 +81,31 @@ func (p *Proc) Exited() (bool, error) {
 	}
 }
 
-// Stop ends the process: SIGTERM, then SIGKILL after grace.
-func (p *Proc) Stop(grace time.Duration) {
+// Stop ends the process: SIGTERM, then SIGKILL after grace. It says so
+// when the process outlives both.
+func (p *Proc) Stop(grace time.Duration) error {
 	select {
 	case <-p.done:
-		return
+		return nil
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		return nil
 	case <-time.After(grace):
-		p.Kill()
+		return p.Kill()
 	}
 }
 
 // Kill ends the process at once (a power cut) and waits for it.
-func (p *Proc) Kill() {
+func (p *Proc) Kill() error {
 	_ = p.cmd.Process.Kill()
 	select {
 	case <-p.done:
+		return nil
 	case <-time.After(30 * time.Second):
+		return fmt.Errorf("%s (pid %d) still runs 30 s after SIGKILL", p.Name, p.PID())
 	}
 }
 
@@ -119,9 +124,17 @@ func tail(path string, lines int) string {
 	return "\n--- " + path + " ---\n" + strings.Join(all, "\n")
 }
 
+// commandTimeout bounds every short command the testbed runs (ip, mount,
+// ctr, nsenter ...), so a hung one fails the step instead of the run.
+const commandTimeout = 2 * time.Minute
+
 // run runs a short command and returns its combined output.
 func run(argv ...string) (string, error) {
-	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(argv, " "), err, strings.TrimSpace(string(out)))
 	}

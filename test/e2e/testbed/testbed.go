@@ -62,6 +62,9 @@ type Testbed struct {
 	cloudNet   *cloudNet
 	nsDir      string
 	cgroupBase string
+	// cloudCgroup holds the cloud's processes, so that a killed run's are
+	// found and ended by the next one.
+	cloudCgroup *cgroup
 
 	mu sync.Mutex
 	// cleanups stop processes; teardowns, which run after every cleanup,
@@ -106,21 +109,25 @@ func Start(ctx context.Context, o Options) (_ *Testbed, err error) {
 		return nil, err
 	}
 	tb.teardown("testbed lock", func() error { unlock(); return nil })
+	if err := sweepStale(); err != nil {
+		return nil, err
+	}
 	if err := tb.privateNSDir(); err != nil {
 		return nil, err
 	}
-	tb.cgroupBase = filepath.Join(ownCgroupBase(), "edgeunit-e2e-"+tb.id)
-	tb.teardown("testbed cgroups", func() error {
-		cg := &cgroup{rel: tb.cgroupBase}
-		hs, err := v1Hierarchies()
-		if err != nil {
-			return err
-		}
-		for _, h := range hs {
-			cg.paths = append(cg.paths, filepath.Join(h, cg.rel))
-		}
-		return errors.Join(cg.killAll(processKillBound), cg.removeAll(processKillBound))
-	})
+	tb.cgroupBase = filepath.Join(ownCgroupBase(), cgroupNamePrefix+tb.id)
+	base, err := newCgroup(tb.cgroupBase)
+	if base != nil {
+		tb.teardown("testbed cgroups", func() error {
+			return errors.Join(base.killAll(processKillBound), base.removeAll(processKillBound), base.removeCreatedParents())
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tb.cloudCgroup, err = base.child("cloud"); err != nil {
+		return nil, err
+	}
 	if tb.cloudNet, err = newCloudNet(tb.id); err != nil {
 		return nil, err
 	}
@@ -214,6 +221,9 @@ func (tb *Testbed) ensureHostDir(d string) error {
 			break
 		}
 		top = p
+	}
+	if err := recordHostDir(top); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(d, 0o755); err != nil {
 		return err
