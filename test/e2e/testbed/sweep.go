@@ -105,3 +105,21 @@ func recordHostDir(d string) error {
 	_, err = fmt.Fprintln(f, d)
 	return errors.Join(err, f.Close())
 }
+
+// forgetHostDirs drops the record once none of the mount points in it
+// exists any more.
+func forgetHostDirs() error {
+	b, err := os.ReadFile(hostDirsRecord)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for d := range strings.SplitSeq(strings.TrimSpace(string(b)), "\n") {
+		if _, err := os.Stat(d); d != "" && err == nil {
+			return nil // the next testbed's sweep removes it
+		}
+	}
+	return os.Remove(hostDirsRecord)
+}

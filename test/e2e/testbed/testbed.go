@@ -112,6 +112,7 @@ func Start(ctx context.Context, o Options) (_ *Testbed, err error) {
 	if err := sweepStale(); err != nil {
 		return nil, err
 	}
+	tb.teardown("record of mount points", forgetHostDirs)
 	if err := tb.privateNSDir(); err != nil {
 		return nil, err
 	}
