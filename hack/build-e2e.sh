@@ -13,7 +13,7 @@ out="${E2E_BIN_DIR:-$root/bin/e2e}"
 mkdir -p "$out/images" "$out/tools"
 cd "$root"
 
-export CGO_ENABLED=0 GOOS=linux GOARCH="${GOARCH:-amd64}"
+export CGO_ENABLED=0 GOOS=linux GOARCH="${GOARCH:-$(go env GOARCH)}"
 go build -trimpath -ldflags "-s -w" -o "$out/" ./cmd/... ./test/e2e/images/testapp ./test/e2e/images/pause
 (cd hack/tools && GOOS= GOARCH= go build -o "$out/tools/ociimage" ./ociimage)
 

@@ -29,6 +29,7 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -145,7 +146,11 @@ func measure(ctx context.Context, b *testing.B, tb *testbed.Testbed, c client.Cl
 	bytesDirect := steadyBytes(b, n, window)
 
 	b.Log("through the hub: an EdgeUnit installs it, the kubelet is pointed at it")
-	must(c.Create(ctx, &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: unit}, Spec: edgev1.EdgeUnitSpec{NodePools: []string{pool}}}))
+	// Stable pod IPs, so a pod comes back on its IP after a power cut.
+	must(c.Create(ctx, &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: unit}, Spec: edgev1.EdgeUnitSpec{
+		NodePools:       []string{pool},
+		NetworkAutonomy: edgev1.NetworkAutonomySpec{StablePodIPs: true, StableVTEPMAC: true, VTEPDevice: "flannel.1"},
+	}}))
 	until(b, waitLong, "hub installed", func() bool {
 		_, err := n.HubURL()
 		_, rerr := n.RSS("edge-hub")
@@ -158,6 +163,10 @@ func measure(ctx context.Context, b *testing.B, tb *testbed.Testbed, c client.Cl
 	rss, err := n.RSS("edge-hub")
 	must(err)
 
+	until(b, waitLong, "the unit's bindings on the node (NetworkBound)", func() bool {
+		var u edgev1.EdgeUnit
+		return c.Get(ctx, client.ObjectKey{Name: unit}, &u) == nil && meta.IsStatusConditionTrue(u.Status.Conditions, edgev1.ConditionNetworkBound)
+	})
 	b.Logf("power cuts with the link cut, %d trials", trials)
 	var first corev1.Pod
 	must(c.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "app-00"}, &first))

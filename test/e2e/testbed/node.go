@@ -488,6 +488,11 @@ func (n *Node) PowerCut() error {
 // the node's cgroups (shims, containers).
 func (n *Node) stop() error {
 	var e errs
+	// A spec or benchmark that failed with the link cut: mend it first,
+	// so the node's connections (kube-apiserver's to its hub and
+	// kubelet) end cleanly and kube-apiserver stops without waiting on
+	// them.
+	e.add(n.net.restore())
 	for _, p := range []*Proc{n.kubelet, n.containerd} {
 		if p != nil {
 			e.add(p.Stop(processStopGrace))
