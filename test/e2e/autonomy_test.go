@@ -37,7 +37,7 @@ func restarts(p *corev1.Pod) int32 {
 
 // appAnswers says whether the workload answers on ip from inside the node.
 func appAnswers(n *testbed.Node, ip, pod string) bool {
-	out, err := n.Exec(tb.Bin("testapp"), "get", fmt.Sprintf("http://%s:%d/", ip, appPort))
+	out, err := n.Get(fmt.Sprintf("http://%s:%d/", ip, appPort), "")
 	return err == nil && out == "testapp "+pod+"\n"
 }
 
@@ -71,7 +71,7 @@ func cutOffSpecs() {
 
 		By("cutting the power: kubelet, containerd, shims and containers die; /run and the containers' cgroups go")
 		Expect(n.PowerCut()).To(Succeed())
-		out, err := n.Exec(tb.Bin("testapp"), "get", fmt.Sprintf("http://%s:%d/", ip, appPort))
+		out, err := n.Get(fmt.Sprintf("http://%s:%d/", ip, appPort), "")
 		// Refused, unreachable or silent: no answer at all.
 		Expect(err).To(HaveOccurred(), "the workload is down after the power cut")
 		Expect(out).NotTo(ContainSubstring("testapp "+pod), "no answer from the workload after the power cut")
@@ -87,7 +87,7 @@ func cutOffSpecs() {
 
 		By("the node's Lease is renewed locally, through the hub")
 		Eventually(func(g Gomega) {
-			out, err := n.Exec(tb.Bin("testapp"), "get", hubURL+"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"+n.Name, kubeletUA)
+			out, err := n.Get(hubURL+"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/"+n.Name, kubeletUA)
 			g.Expect(err).NotTo(HaveOccurred())
 			var lease coordinationv1.Lease
 			g.Expect(json.Unmarshal([]byte(out), &lease)).To(Succeed())

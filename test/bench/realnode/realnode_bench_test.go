@@ -60,15 +60,11 @@ func intEnv(name string, def int) int {
 	return def
 }
 
-// until polls cond every 100 ms for at most timeout.
+// until waits for cond (testbed.Poll), failing the benchmark after timeout.
 func until(b *testing.B, timeout time.Duration, what string, cond func() bool) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			b.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := testbed.Poll(context.Background(), timeout, func() (bool, error) { return cond(), nil }); err != nil {
+		b.Fatalf("%s: %v", what, err)
 	}
 }
 
@@ -178,7 +174,7 @@ func measure(ctx context.Context, b *testing.B, tb *testbed.Testbed, c client.Cl
 		must(n.Boot(ctx))
 		start := n.KubeletStarted()
 		until(b, waitLong, fmt.Sprintf("trial %d: workload back", i), func() bool {
-			out, err := n.Exec(tb.Bin("testapp"), "get", fmt.Sprintf("http://%s:%d/", ip, appPort))
+			out, err := n.Get(fmt.Sprintf("http://%s:%d/", ip, appPort), "")
 			return err == nil && out == "testapp app-00\n"
 		})
 		backs = append(backs, time.Since(start))

@@ -88,9 +88,6 @@ func (a *assets) cniPlugins() map[string]string {
 	return m
 }
 
-// Bin is the path of one of the testbed's own binaries (bin/e2e).
-func (tb *Testbed) Bin(name string) string { return tb.assets.e2e(name) }
-
 // insecureTransport probes local processes' health endpoints, whose
 // serving certificates are self-signed.
 func insecureTransport() *http.Transport {

@@ -317,7 +317,7 @@ func (c *Cloud) startManager(ctx context.Context) error {
 func (c *Cloud) StartTunnelServer(ctx context.Context, endpoint, servingSecret string) error {
 	dir := filepath.Join(c.dir, "tunnel")
 	var sec corev1.Secret
-	if err := poll(ctx, processReadyTimeout, func() (bool, error) {
+	if err := Poll(ctx, processReadyTimeout, func() (bool, error) {
 		err := c.Client.Get(ctx, client.ObjectKey{Namespace: ManagerNamespace, Name: servingSecret}, &sec)
 		return err == nil && len(sec.Data["tls.crt"]) > 0, client.IgnoreNotFound(err)
 	}); err != nil {
@@ -361,7 +361,7 @@ func (c *Cloud) StartTunnelServer(ctx context.Context, endpoint, servingSecret s
 func waitHTTPS(ctx context.Context, p *Proc, url string) error {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: insecureTransport()}
 	var last error
-	err := poll(ctx, processReadyTimeout, func() (bool, error) {
+	err := Poll(ctx, processReadyTimeout, func() (bool, error) {
 		if exited, err := p.Exited(); exited {
 			return false, fmt.Errorf("%s exited: %v", p.Name, err)
 		}

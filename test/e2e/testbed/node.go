@@ -330,6 +330,16 @@ func (n *Node) inNode(argv ...string) []string {
 // Exec runs a command inside the node and returns its output.
 func (n *Node) Exec(argv ...string) (string, error) { return run(n.inNode(argv...)...) }
 
+// Get is an HTTP GET of url from inside the node (its network namespace),
+// with userAgent when set; it returns the body of a 200 answer.
+func (n *Node) Get(url, userAgent string) (string, error) {
+	argv := []string{n.tb.assets.e2e("testapp"), "get", url}
+	if userAgent != "" {
+		argv = append(argv, userAgent)
+	}
+	return n.Exec(argv...)
+}
+
 // Boot starts containerd (importing the images on the first boot) and
 // the kubelet. The kubelet talks to the hub when PointAtHub was called
 // before, else to the apiserver.
@@ -341,7 +351,7 @@ func (n *Node) Boot(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := poll(ctx, containerdTimeout, func() (bool, error) {
+	if err := Poll(ctx, containerdTimeout, func() (bool, error) {
 		if exited, err := n.containerd.Exited(); exited {
 			return false, fmt.Errorf("containerd of node %s exited: %v%s", n.Name, err, n.containerd.Tail(20))
 		}

@@ -262,9 +262,9 @@ func randomID() string {
 	return hex.EncodeToString(b)
 }
 
-// poll calls cond every 200 ms until it returns true or an error, or the
+// Poll calls cond every 200 ms until it returns true or an error, or the
 // timeout passes.
-func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+func Poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	t := time.NewTicker(200 * time.Millisecond)
