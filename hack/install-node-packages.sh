@@ -9,6 +9,8 @@ command -v runc >/dev/null 2>&1 || need+=(runc)
 [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || need+=(containernetworking-plugins)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+# The conversion spec blocks the hub's port inside a node.
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
 if [[ ${#need[@]} -gt 0 ]]; then
   if [[ $(id -u) -ne 0 ]]; then
     echo "the real-node testbed needs ${need[*]}: install them as root (apt-get install ${need[*]})" >&2

@@ -10,6 +10,9 @@ const (
 
 	// ConditionHubReady says the edge hub runs on every node of the unit.
 	ConditionHubReady = "HubReady"
+	// ConditionNodesConverted says every node's kubelet talks to its hub
+	// (node conversion).
+	ConditionNodesConverted = "NodesConverted"
 	// ConditionTunnelConnected says every node's tunnel agent is connected.
 	ConditionTunnelConnected = "TunnelConnected"
 	// ConditionTopologyProgrammed says service topology is in place.
@@ -51,4 +54,12 @@ const (
 	// ReasonLimitExceeded: the unit has more nodes or pods per node than
 	// its status can record.
 	ReasonLimitExceeded = "LimitExceeded"
+	// ReasonConverted: every node's kubelet talks to its hub.
+	ReasonConverted = "Converted"
+	// ReasonConverting: some nodes are not switched yet.
+	ReasonConverting = "Converting"
+	// ReasonRolledBack: a node's switch failed and was undone.
+	ReasonRolledBack = "RolledBack"
+	// ReasonManual: spec.hub.nodeConversion is Manual.
+	ReasonManual = "Manual"
 )

@@ -23,6 +23,19 @@ const (
 	TopologyAllServices ServiceTopologyMode = "AllServices"
 )
 
+// NodeConversion says who points a node's kubelet at the edge hub.
+// +kubebuilder:validation:Enum=Automatic;Manual
+type NodeConversion string
+
+const (
+	// NodeConversionAutomatic: the hub installer converts a node when it
+	// joins the unit and reverts it when it leaves.
+	NodeConversionAutomatic NodeConversion = "Automatic"
+	// NodeConversionManual: the hub is installed, but the kubelet is left
+	// alone; `edge-hub convert` and `edge-hub revert` switch it by hand.
+	NodeConversionManual NodeConversion = "Manual"
+)
+
 // HubSpec configures the edge hub that runs on every node of the unit.
 type HubSpec struct {
 	// image of the edge hub; the manager's default when unset.
@@ -43,6 +56,21 @@ type HubSpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('1m')",message="healthCheckInterval must be between 1s and 1m"
 	HealthCheckInterval *metav1.Duration `json:"healthCheckInterval,omitempty"`
+	// nodeConversion: Automatic points each node's kubelet at its hub when
+	// the node joins the unit (and back when it leaves); Manual leaves the
+	// kubelet to `edge-hub convert` and `edge-hub revert`.
+	// +optional
+	// +kubebuilder:default=Automatic
+	NodeConversion NodeConversion `json:"nodeConversion,omitempty"`
+	// conversionTimeout bounds a conversion: a node that is not Ready
+	// through its hub this long after its kubelet restarted is rolled back
+	// to the apiserver.
+	// +optional
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s') && duration(self) <= duration('30m')",message="conversionTimeout must be between 10s and 30m"
+	ConversionTimeout *metav1.Duration `json:"conversionTimeout,omitempty"`
 }
 
 // TunnelSpec connects the unit's nodes to a TunnelEndpoint.
@@ -132,6 +160,27 @@ type RolloutStatus struct {
 	Updated int32 `json:"updated,omitempty"`
 }
 
+// ConversionStatus counts the unit's nodes by node conversion phase, as
+// each node's hub installer reports it on its Node.
+type ConversionStatus struct {
+	// converted is the number of nodes whose kubelet talks to its hub.
+	// +optional
+	Converted int32 `json:"converted,omitempty"`
+	// converting is the number of nodes being switched now.
+	// +optional
+	Converting int32 `json:"converting,omitempty"`
+	// rolledBack is the number of nodes whose last switch failed and was
+	// undone; the installer tries again later.
+	// +optional
+	RolledBack int32 `json:"rolledBack,omitempty"`
+	// failedNodes names up to 10 rolled-back nodes.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=253
+	FailedNodes []string `json:"failedNodes,omitempty"`
+}
+
 // PodIPBinding binds a pod, by namespace/name, to an IP.
 type PodIPBinding struct {
 	// pod is "namespace/name".
@@ -185,14 +234,17 @@ type EdgeUnitStatus struct {
 	// tunnelAgent is the rollout of the tunnel agent.
 	// +optional
 	TunnelAgent RolloutStatus `json:"tunnelAgent,omitempty"`
+	// conversion counts the nodes whose kubelet goes through the hub.
+	// +optional
+	Conversion ConversionStatus `json:"conversion,omitempty"`
 	// bindings are the unit's stable VTEP MACs and pod IPs, per node.
 	// +optional
 	// +listType=map
 	// +listMapKey=node
 	// +kubebuilder:validation:MaxItems=1000
 	Bindings []NodeBinding `json:"bindings,omitempty"`
-	// conditions: HubReady, TunnelConnected, TopologyProgrammed,
-	// NetworkBound and the summary Ready.
+	// conditions: HubReady, NodesConverted, TunnelConnected,
+	// TopologyProgrammed, NetworkBound and the summary Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -26,6 +26,12 @@ const (
 	// nothing another writer owns.
 	AnnotationManaged = Prefix + "managed"
 
+	// AnnotationConversion on a Node is the node conversion phase its hub
+	// installer reports (a ConversionPhase); AnnotationConversionMessage
+	// says why, for a rollback.
+	AnnotationConversion        = Prefix + "conversion"
+	AnnotationConversionMessage = Prefix + "conversion-message"
+
 	// AnnotationTopology on a Service selects service topology: "unit" or
 	// "node".
 	AnnotationTopology = Prefix + "topology"
@@ -41,4 +47,21 @@ const (
 	// AutonomyUnbounded is the autonomy duration annotation's value when pods
 	// are never evicted for a lost link.
 	AutonomyUnbounded = "unbounded"
+)
+
+// ConversionPhase is the value of AnnotationConversion.
+type ConversionPhase string
+
+const (
+	// ConversionConverting: the kubelet was pointed at the hub and is being
+	// checked.
+	ConversionConverting ConversionPhase = "Converting"
+	// ConversionConverted: the kubelet talks to the hub.
+	ConversionConverted ConversionPhase = "Converted"
+	// ConversionRolledBack: the switch failed (the node was not Ready
+	// through the hub in time) and the original kubeconfig is back.
+	ConversionRolledBack ConversionPhase = "RolledBack"
+	// ConversionReverted: the node left its unit and talks to the
+	// apiserver again.
+	ConversionReverted ConversionPhase = "Reverted"
 )

@@ -16,8 +16,8 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/edgeunit/edgeunit/internal/conversion"
 	"github.com/edgeunit/edgeunit/internal/hub"
-	"github.com/edgeunit/edgeunit/internal/hubinstall"
 )
 
 // defaultMemoryLimit is the Go heap's soft limit unless GOMEMLIMIT says
@@ -29,8 +29,11 @@ func main() {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
-	if len(os.Args) > 1 && os.Args[1] == "install" {
-		os.Exit(runInstaller(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "install", "convert", "revert":
+			os.Exit(runCommand(os.Args[1], os.Args[2:]))
+		}
 	}
 	cfg, err := hub.LoadConfig(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
@@ -57,17 +60,25 @@ func main() {
 	}
 }
 
-// runInstaller is `edge-hub install`: the installer DaemonSet's container,
-// which writes the hub's static pod manifest and config onto the node.
-func runInstaller(args []string) int {
-	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil)).WithName("edge-hub-install")
+// runCommand runs a subcommand: `install` is the installer DaemonSet's
+// container, which writes the hub's static pod manifest and config onto
+// the node and converts the node; `convert` and `revert` switch the
+// kubelet by hand or from provisioning scripts.
+func runCommand(verb string, args []string) int {
+	log := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil)).WithName("edge-hub-" + verb)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := hubinstall.Main(ctx, args, log); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		log.Error(err, "Installing the hub failed")
+	var err error
+	if verb == "install" {
+		err = conversion.InstallerMain(ctx, args, log)
+	} else {
+		err = conversion.CommandMain(ctx, verb, args, log)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		log.Error(err, "edge-hub "+verb+" failed")
 		return 1
 	}
 	return 0

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/conversion"
 	"github.com/edgeunit/edgeunit/internal/hub"
 	"github.com/edgeunit/edgeunit/internal/hubinstall"
 	"github.com/edgeunit/edgeunit/internal/netbind"
@@ -60,6 +63,12 @@ const (
 
 	installerSourceDir = "/etc/edgeunit/hub-install"
 	hubConfigDir       = "/etc/edge-hub"
+	// hostConversionDir keeps the kubelet's original kubeconfig and the
+	// node conversion's state (package conversion).
+	hostConversionDir = "/var/lib/edgeunit/conversion"
+	// hostSystemdDir holds systemd's private socket, through which the
+	// installer restarts the kubelet.
+	hostSystemdDir = "/run/systemd"
 	// hostNetbindDir holds the socket edge-ipam asks for pod IP bindings.
 	hostNetbindDir = "/var/run/edgeunit"
 	hubDataDir     = "/var/lib/edge-hub"
@@ -133,6 +142,10 @@ func desiredHubConfig(u *edgev1.EdgeUnit, o Options) hub.Config {
 	// The kubelet's kubeconfig may come to point at the hub itself; the
 	// hub dials the apiserver the manager was told nodes should use.
 	cfg.Server = o.APIServerURL
+	// Once the node is converted, the kubelet's kubeconfig names the hub:
+	// without APIServerURL the hub reads the apiserver's address from the
+	// original the conversion kept.
+	cfg.OriginalKubeconfig = hostConversionDir + "/" + conversion.OriginalFile
 	cfg.DataDir = hubDataDir
 	if len(u.Spec.Hub.CacheClients) > 0 {
 		var clients []string
@@ -221,12 +234,14 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *cor
 		{Name: "cache", MountPath: hubDataDir},
 		{Name: "kubelet-kubeconfig", MountPath: o.kubeletKubeconfig(), ReadOnly: true},
 		{Name: "kubelet-pki", MountPath: o.kubeletPKIDir(), ReadOnly: true},
+		{Name: "conversion", MountPath: hostConversionDir, ReadOnly: true},
 	}
 	volumes := []corev1.Volume{
 		hostPath("config", hostStateDir+"/"+hubinstall.HubStateSubdir, corev1.HostPathDirectory),
 		hostPath("cache", hostHubCacheDir, corev1.HostPathDirectoryOrCreate),
 		hostPath("kubelet-kubeconfig", o.kubeletKubeconfig(), corev1.HostPathFile),
 		hostPath("kubelet-pki", o.kubeletPKIDir(), corev1.HostPathDirectory),
+		hostPath("conversion", hostConversionDir, corev1.HostPathDirectoryOrCreate),
 	}
 	// Root, whatever user the image names: the kubelet's key and the
 	// files the installer writes belong to root on the node. No
@@ -315,11 +330,26 @@ func desiredHubConfigMap(u *edgev1.EdgeUnit, pools []string, o Options) (*corev1
 
 // desiredHubDaemonSet runs the installer on every node of the unit. It is
 // not the hub: the hub is the static Pod it installs, which keeps running
-// (and restarts with the node) whatever happens to the installer.
+// (and restarts with the node) whatever happens to the installer. The
+// installer also converts the node (package conversion): it rewrites the
+// kubelet's kubeconfig, so it mounts its directory read-write, and
+// restarts the kubelet through the host's systemd socket. Told to stop
+// because the node left the unit, it reverts the node within its grace
+// period.
 func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApplyConfiguration {
-	hostPath := func(name, path string) *corev1ac.VolumeApplyConfiguration {
-		return corev1ac.Volume().WithName(name).WithHostPath(corev1ac.HostPathVolumeSource().WithPath(path).WithType(corev1.HostPathDirectoryOrCreate))
+	hostPath := func(name, path string, t corev1.HostPathType) *corev1ac.VolumeApplyConfiguration {
+		return corev1ac.Volume().WithName(name).WithHostPath(corev1ac.HostPathVolumeSource().WithPath(path).WithType(t))
 	}
+	kubeconfigDir := path.Dir(o.kubeletKubeconfig())
+	mode := u.Spec.Hub.NodeConversion
+	if mode == "" {
+		mode = edgev1.NodeConversionAutomatic
+	}
+	timeout := conversion.DefaultTimeout
+	if d := u.Spec.Hub.ConversionTimeout; d != nil && d.Duration > 0 {
+		timeout = d.Duration
+	}
+	listen := hub.DefaultConfig().ListenHTTP
 	installer := corev1ac.Container().
 		WithName("installer").
 		WithImage(imageOr(u.Spec.Hub.Image, o.HubImage)).
@@ -328,7 +358,17 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 			"--source-dir="+installerSourceDir,
 			"--manifest-dir=/host"+hostManifestDir,
 			"--state-dir=/host"+hostStateDir,
+			"--unit="+u.Name,
+			"--node-conversion="+string(mode),
+			"--conversion-timeout="+timeout.String(),
+			"--conversion-state-dir="+hostConversionDir,
+			"--kubelet-kubeconfig="+o.kubeletKubeconfig(),
+			"--hub-url=http://"+listen,
+			"--hub-admin-url=http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(hubAdminPort)),
+			"--systemd-socket="+hostSystemdDir+"/private",
 		).
+		WithEnv(corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("spec.nodeName")))).
 		// Ready when the hub it installed serves: HubReady counts these.
 		WithReadinessProbe(corev1ac.Probe().
 			WithHTTPGet(corev1ac.HTTPGetAction().WithHost("127.0.0.1").WithPort(intstr.FromInt32(hubAdminPort)).WithPath("/readyz")).
@@ -336,6 +376,8 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 		WithResources(corev1ac.ResourceRequirements().
 			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("16Mi")}).
 			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")})).
+		// Root: the kubelet's files belong to root, and systemd takes
+		// requests on its private socket from root only.
 		WithSecurityContext(corev1ac.SecurityContext().
 			WithRunAsUser(0).
 			WithAllowPrivilegeEscalation(false).
@@ -344,7 +386,24 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 			corev1ac.VolumeMount().WithName("source").WithMountPath(installerSourceDir).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName("manifests").WithMountPath("/host"+hostManifestDir),
 			corev1ac.VolumeMount().WithName("state").WithMountPath("/host"+hostStateDir),
+			// At the node's own paths: the kubeconfig names its
+			// credentials by absolute path.
+			corev1ac.VolumeMount().WithName("kubeconfig-dir").WithMountPath(kubeconfigDir),
+			corev1ac.VolumeMount().WithName("conversion").WithMountPath(hostConversionDir),
+			corev1ac.VolumeMount().WithName("systemd").WithMountPath(hostSystemdDir),
 		)
+	volumes := []*corev1ac.VolumeApplyConfiguration{
+		corev1ac.Volume().WithName("source").WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(hubName(u.Name))),
+		hostPath("manifests", hostManifestDir, corev1.HostPathDirectoryOrCreate),
+		hostPath("state", hostStateDir, corev1.HostPathDirectoryOrCreate),
+		hostPath("kubeconfig-dir", kubeconfigDir, corev1.HostPathDirectory),
+		hostPath("conversion", hostConversionDir, corev1.HostPathDirectoryOrCreate),
+		hostPath("systemd", hostSystemdDir, corev1.HostPathDirectoryOrCreate),
+	}
+	if pki := o.kubeletPKIDir(); pki != kubeconfigDir && !strings.HasPrefix(pki, kubeconfigDir+"/") {
+		installer.WithVolumeMounts(corev1ac.VolumeMount().WithName("kubelet-pki").WithMountPath(pki).WithReadOnly(true))
+		volumes = append(volumes, hostPath("kubelet-pki", pki, corev1.HostPathDirectory))
+	}
 	return appsv1ac.DaemonSet(hubName(u.Name), o.Namespace).
 		WithLabels(labels(u.Name, appHubInstaller)).
 		WithOwnerReferences(ownerRef(u)).
@@ -356,17 +415,16 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 				WithSpec(corev1ac.PodSpec().
 					WithNodeSelector(nodeSelector(u.Name)).
 					WithTolerations(tolerateEverything()).
-					// The readiness probe reaches the hub on the node's loopback.
+					// The readiness probe reaches the hub on the node's
+					// loopback; the apiserver is resolved as the kubelet
+					// resolves it, from the node's resolv.conf.
 					WithHostNetwork(true).
-					WithDNSPolicy(corev1.DNSClusterFirstWithHostNet).
+					WithDNSPolicy(corev1.DNSDefault).
 					WithAutomountServiceAccountToken(false).
-					WithTerminationGracePeriodSeconds(5).
+					// Time to revert the node when it leaves the unit.
+					WithTerminationGracePeriodSeconds(int64(hubinstall.StopBound/time.Second) + 30).
 					WithContainers(installer).
-					WithVolumes(
-						corev1ac.Volume().WithName("source").WithConfigMap(corev1ac.ConfigMapVolumeSource().WithName(hubName(u.Name))),
-						hostPath("manifests", hostManifestDir),
-						hostPath("state", hostStateDir),
-					))))
+					WithVolumes(volumes...))))
 }
 
 // desiredAgentConfigMap is the agent's configuration: the servers to dial

@@ -32,6 +32,9 @@ type observed struct {
 	claimed map[string]string
 	// nodes are the names of the nodes in the owned pools, sorted.
 	nodes []string
+	// conversion maps a node conversion phase, as the nodes report it, to
+	// the nodes in it (sorted); nodes that reported nothing are under "".
+	conversion map[edgev1.ConversionPhase][]string
 	// endpoint is the referenced TunnelEndpoint; endpointMissing when the
 	// unit references one that does not exist.
 	endpoint        *edgev1.TunnelEndpoint
@@ -63,10 +66,19 @@ func (r *Reconciler) observePools(ctx context.Context, unit *edgev1.EdgeUnit, ob
 		}
 		for i := range nodes.Items {
 			obs.nodes = append(obs.nodes, nodes.Items[i].Name)
+			phase := edgev1.ConversionPhase(nodes.Items[i].Annotations[edgev1.AnnotationConversion])
+			if obs.conversion == nil {
+				obs.conversion = map[edgev1.ConversionPhase][]string{}
+			}
+			obs.conversion[phase] = append(obs.conversion[phase], nodes.Items[i].Name)
 		}
 	}
 	slices.Sort(obs.nodes)
 	obs.nodes = slices.Compact(obs.nodes)
+	for phase, names := range obs.conversion {
+		slices.Sort(names)
+		obs.conversion[phase] = slices.Compact(names)
+	}
 	return nil
 }
 

@@ -24,7 +24,7 @@ const maxMessage = 1024
 // NetworkBound belongs to the bindings controller, which applies it with
 // status.bindings under its own field manager.
 var ownedConditions = []string{
-	edgev1.ConditionHubReady, edgev1.ConditionTunnelConnected, edgev1.ConditionTopologyProgrammed, edgev1.ConditionReady,
+	edgev1.ConditionHubReady, edgev1.ConditionNodesConverted, edgev1.ConditionTunnelConnected, edgev1.ConditionTopologyProgrammed, edgev1.ConditionReady,
 }
 
 // computeStatus derives the unit's status from what the pass observed. A
@@ -44,11 +44,13 @@ func computeStatus(u *edgev1.EdgeUnit, obs *observed, syncErr error) edgev1.Edge
 	st.NodeCount = int32(len(obs.nodes))
 	st.Hub = rolloutOf(obs.hub)
 	st.TunnelAgent = rolloutOf(obs.agent)
+	st.Conversion = conversionOf(obs)
 
 	hub := hubCondition(obs)
 	tunnel := tunnelCondition(u, obs)
 	for _, c := range []metav1.Condition{
 		hub,
+		conversionCondition(u, obs),
 		tunnel,
 		topologyCondition(u),
 		readyCondition(u, obs, hub, tunnel),
@@ -80,6 +82,54 @@ func hubCondition(obs *observed) metav1.Condition {
 	default:
 		c.Reason = edgev1.ReasonProgressing
 		c.Message = fmt.Sprintf("The edge hub is ready on %d of %d nodes (installer scheduled on %d, updated on %d)", ro.Ready, n, ro.Desired, ro.Updated)
+	}
+	return c
+}
+
+// maxFailedNodes bounds status.conversion.failedNodes.
+const maxFailedNodes = 10
+
+func conversionOf(obs *observed) edgev1.ConversionStatus {
+	return edgev1.ConversionStatus{
+		Converted:   int32(len(obs.conversion[edgev1.ConversionConverted])),
+		Converting:  int32(len(obs.conversion[edgev1.ConversionConverting])),
+		RolledBack:  int32(len(obs.conversion[edgev1.ConversionRolledBack])),
+		FailedNodes: firstN(obs.conversion[edgev1.ConversionRolledBack], maxFailedNodes),
+	}
+}
+
+// conversionCondition says whether every node's kubelet talks to its hub,
+// as the nodes' installers report it on their Nodes. It does not gate
+// Ready: Ready says the unit's components run; a node not converted yet
+// still works, only without the hub's protection.
+func conversionCondition(u *edgev1.EdgeUnit, obs *observed) metav1.Condition {
+	c := metav1.Condition{Type: edgev1.ConditionNodesConverted, Status: metav1.ConditionFalse}
+	n := len(obs.nodes)
+	converted := obs.conversion[edgev1.ConversionConverted]
+	failed := obs.conversion[edgev1.ConversionRolledBack]
+	switch {
+	case n == 0:
+		c.Reason = edgev1.ReasonNoNodes
+		c.Message = "No node is in the unit's pools"
+	case len(converted) == n:
+		c.Status, c.Reason = metav1.ConditionTrue, edgev1.ReasonConverted
+		c.Message = fmt.Sprintf("The kubelet talks to its edge hub on all %d nodes", n)
+	case len(failed) > 0:
+		c.Reason = edgev1.ReasonRolledBack
+		c.Message = fmt.Sprintf("%d of %d nodes converted; the switch to the hub failed and was rolled back on %s (the node's annotation %s says why; the installer tries again later)",
+			len(converted), n, strings.Join(firstN(failed, maxListed), ", "), edgev1.AnnotationConversionMessage)
+	case u.Spec.Hub.NodeConversion == edgev1.NodeConversionManual:
+		c.Reason = edgev1.ReasonManual
+		c.Message = fmt.Sprintf("spec.hub.nodeConversion is Manual: %d of %d nodes converted (run `edge-hub convert` on a node)", len(converted), n)
+	default:
+		var pending []string
+		for _, node := range obs.nodes {
+			if !slices.Contains(converted, node) {
+				pending = append(pending, node)
+			}
+		}
+		c.Reason = edgev1.ReasonConverting
+		c.Message = fmt.Sprintf("%d of %d nodes converted; waiting for %s", len(converted), n, strings.Join(firstN(pending, maxListed), ", "))
 	}
 	return c
 }
@@ -183,7 +233,15 @@ type ownedStatus struct {
 	NodeCount          int32              `json:"nodeCount"`
 	Hub                ownedRollout       `json:"hub"`
 	TunnelAgent        ownedRollout       `json:"tunnelAgent"`
+	Conversion         ownedConversion    `json:"conversion"`
 	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+}
+
+type ownedConversion struct {
+	Converted   int32    `json:"converted"`
+	Converting  int32    `json:"converting"`
+	RolledBack  int32    `json:"rolledBack"`
+	FailedNodes []string `json:"failedNodes,omitempty"`
 }
 
 type ownedRollout struct {
@@ -198,6 +256,7 @@ func ownedPart(st edgev1.EdgeUnitStatus) ownedStatus {
 		NodeCount:          st.NodeCount,
 		Hub:                ownedRollout(st.Hub),
 		TunnelAgent:        ownedRollout(st.TunnelAgent),
+		Conversion:         ownedConversion(st.Conversion),
 	}
 	for _, c := range st.Conditions {
 		if slices.Contains(ownedConditions, c.Type) {
@@ -246,7 +305,7 @@ func statusEqual(a, b edgev1.EdgeUnitStatus) bool {
 }
 
 // eventTypes are the conditions whose changes are recorded as events.
-var eventTypes = []string{edgev1.ConditionHubReady, edgev1.ConditionTunnelConnected, edgev1.ConditionReady}
+var eventTypes = []string{edgev1.ConditionHubReady, edgev1.ConditionNodesConverted, edgev1.ConditionTunnelConnected, edgev1.ConditionReady}
 
 // transitions returns the conditions in next whose status differs from
 // prev (a condition absent from prev counts as changed).

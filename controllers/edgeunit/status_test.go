@@ -67,6 +67,47 @@ func TestComputeStatus(t *testing.T) {
 				edgev1.ConditionReady:              {metav1.ConditionTrue, edgev1.ReasonComponentsReady, nil},
 			},
 		},
+		"every node converted": {
+			unit: testUnit(),
+			obs: observed{nodes: twoNodes, hub: daemonSetWith(2, 2, 2),
+				conversion: map[edgev1.ConversionPhase][]string{edgev1.ConversionConverted: twoNodes}},
+			wantNodes: 2, wantHub: edgev1.RolloutStatus{Desired: 2, Ready: 2, Updated: 2},
+			want: map[string]wantCond{
+				edgev1.ConditionNodesConverted: {metav1.ConditionTrue, edgev1.ReasonConverted, []string{"all 2 nodes"}},
+			},
+		},
+		"a node converting": {
+			unit: testUnit(),
+			obs: observed{nodes: twoNodes, hub: daemonSetWith(2, 2, 2),
+				conversion: map[edgev1.ConversionPhase][]string{edgev1.ConversionConverted: {"edge-1"}, edgev1.ConversionConverting: {"edge-2"}}},
+			wantNodes: 2, wantHub: edgev1.RolloutStatus{Desired: 2, Ready: 2, Updated: 2},
+			want: map[string]wantCond{
+				edgev1.ConditionNodesConverted: {metav1.ConditionFalse, edgev1.ReasonConverting, []string{"1 of 2 nodes converted", "waiting for edge-2"}},
+				// Conversion does not gate Ready.
+				edgev1.ConditionReady: {metav1.ConditionTrue, edgev1.ReasonComponentsReady, nil},
+			},
+		},
+		"a node rolled back": {
+			unit: testUnit(),
+			obs: observed{nodes: twoNodes, hub: daemonSetWith(2, 2, 2),
+				conversion: map[edgev1.ConversionPhase][]string{edgev1.ConversionConverted: {"edge-1"}, edgev1.ConversionRolledBack: {"edge-2"}}},
+			wantNodes: 2, wantHub: edgev1.RolloutStatus{Desired: 2, Ready: 2, Updated: 2},
+			want: map[string]wantCond{
+				edgev1.ConditionNodesConverted: {metav1.ConditionFalse, edgev1.ReasonRolledBack, []string{"rolled back on edge-2", edgev1.AnnotationConversionMessage}},
+			},
+		},
+		"manual conversion": {
+			unit: func() *edgev1.EdgeUnit {
+				u := testUnit()
+				u.Spec.Hub.NodeConversion = edgev1.NodeConversionManual
+				return u
+			}(),
+			obs:       observed{nodes: twoNodes, hub: daemonSetWith(2, 2, 2)},
+			wantNodes: 2, wantHub: edgev1.RolloutStatus{Desired: 2, Ready: 2, Updated: 2},
+			want: map[string]wantCond{
+				edgev1.ConditionNodesConverted: {metav1.ConditionFalse, edgev1.ReasonManual, []string{"0 of 2 nodes converted", "edge-hub convert"}},
+			},
+		},
 		"hub rolling out": {
 			unit:      testUnit(),
 			obs:       observed{nodes: twoNodes, hub: daemonSetWith(2, 1, 2)},
@@ -209,7 +250,7 @@ func TestNetworkBoundIsLeftToTheBindingsController(t *testing.T) {
 			for _, c := range apply.Status.Conditions {
 				types = append(types, c.Type)
 			}
-			if strings.Join(types, ",") != "HubReady,TunnelConnected,TopologyProgrammed,Ready" {
+			if strings.Join(types, ",") != "HubReady,NodesConverted,TunnelConnected,TopologyProgrammed,Ready" {
 				t.Errorf("applied conditions %v, want only the EdgeUnit controller's", types)
 			}
 			raw, err := json.Marshal(apply)

@@ -135,7 +135,8 @@ func agentNodes(te *edgev1.TunnelEndpoint) []string {
 }
 
 // nodePoolChanged passes node creations and deletions and updates that
-// move a node between pools or units; heartbeats do not pass.
+// move a node between pools or units or change its node conversion phase;
+// heartbeats do not pass.
 var nodePoolChanged = predicate.Funcs{
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		o, ok1 := e.ObjectOld.(*corev1.Node)
@@ -144,6 +145,7 @@ var nodePoolChanged = predicate.Funcs{
 			return true
 		}
 		return o.Labels[edgev1.LabelNodePool] != n.Labels[edgev1.LabelNodePool] ||
-			o.Labels[edgev1.LabelUnit] != n.Labels[edgev1.LabelUnit]
+			o.Labels[edgev1.LabelUnit] != n.Labels[edgev1.LabelUnit] ||
+			o.Annotations[edgev1.AnnotationConversion] != n.Annotations[edgev1.AnnotationConversion]
 	},
 }

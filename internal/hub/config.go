@@ -86,6 +86,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -116,6 +117,11 @@ type Config struct {
 
 	// Kubeconfig holds the node's credentials and the apiserver address.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// OriginalKubeconfig is Kubeconfig as it was before node conversion
+	// pointed it at this hub (package conversion saves it): when
+	// Kubeconfig's server is this hub and Server is unset, the apiserver's
+	// address comes from here.
+	OriginalKubeconfig string `json:"originalKubeconfig,omitempty"`
 	// Server, CAFile, CertFile, KeyFile and TokenFile set the apiserver and
 	// credentials directly, overriding the kubeconfig.
 	Server    string `json:"server,omitempty"`
@@ -354,4 +360,34 @@ func LoadConfig(args []string) (Config, error) {
 		cfg = fileCfg
 	}
 	return cfg, cfg.Validate()
+}
+
+// isOwnListener says whether server is one of the hub's own proxy
+// listeners.
+func (c Config) isOwnListener(server string) bool {
+	u, err := url.Parse(server)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	for _, l := range []string{c.ListenHTTP, c.ListenHTTPS} {
+		if l != "" && sameHostPort(u.Host, l) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameHostPort compares two host:port addresses, taking "localhost" and
+// any loopback address as the same host.
+func sameHostPort(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil || pa != pb {
+		return false
+	}
+	loop := func(h string) bool {
+		ip := net.ParseIP(h)
+		return h == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	return ha == hb || (loop(ha) && loop(hb))
 }

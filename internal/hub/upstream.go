@@ -86,6 +86,20 @@ func loadCredentials(cfg Config) (credentials, error) {
 	var err error
 	if cfg.Server != "" {
 		c.server = cfg.Server
+	} else if cfg.isOwnListener(c.server) {
+		// The kubelet's kubeconfig points at this hub (node conversion):
+		// the apiserver is the one it pointed at before.
+		if cfg.OriginalKubeconfig == "" {
+			return c, fmt.Errorf("kubeconfig %s points at this hub (%s) and no server or originalKubeconfig is set", cfg.Kubeconfig, c.server)
+		}
+		orig, err := readKubeconfig(cfg.OriginalKubeconfig)
+		if err != nil {
+			return c, fmt.Errorf("original kubeconfig %s: %w", cfg.OriginalKubeconfig, err)
+		}
+		c.server = orig.server
+	}
+	if cfg.isOwnListener(c.server) {
+		return c, fmt.Errorf("the apiserver address %s is this hub's own listener", c.server)
 	}
 	if cfg.CAFile != "" {
 		if c.caPEM, err = read(cfg.CAFile); err != nil {

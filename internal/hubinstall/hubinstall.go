@@ -120,24 +120,23 @@ func (o Options) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Main parses args (the flags after `edge-hub install`) and runs the
-// installer until ctx ends.
-func Main(ctx context.Context, args []string, log logr.Logger) error {
-	var o Options
-	fs := flag.NewFlagSet("edge-hub install", flag.ContinueOnError)
-	o.BindFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	return Run(ctx, o, log)
+// Node is what the installer does on the node besides installing files
+// (node conversion, package conversion): AfterSync runs after every
+// successful sync; Stopping runs once when the installer is told to stop
+// and says whether the node left the unit, so the hub's files go.
+type Node interface {
+	AfterSync(ctx context.Context)
+	Stopping(ctx context.Context) (uninstall bool)
 }
+
+// StopBound bounds what the installer does after it was told to stop: the
+// DaemonSet's grace period must be longer.
+const StopBound = 90 * time.Second
 
 // Run syncs at once and then every Interval until ctx ends. A failed sync
 // is logged and retried: the files already installed stay as they were.
-func Run(ctx context.Context, o Options, log logr.Logger) error {
+// node, when not nil, runs after each successful sync and when stopping.
+func Run(ctx context.Context, o Options, node Node, log logr.Logger) error {
 	if err := o.Validate(); err != nil {
 		return err
 	}
@@ -159,8 +158,22 @@ func Run(ctx context.Context, o Options, log logr.Logger) error {
 		default:
 			lastErr = ""
 		}
+		if err == nil && node != nil {
+			node.AfterSync(ctx)
+		}
 		select {
 		case <-ctx.Done():
+			if node == nil {
+				return nil
+			}
+			stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), StopBound)
+			defer cancel()
+			if node.Stopping(stopCtx) {
+				if err := Uninstall(o); err != nil {
+					return err
+				}
+				log.Info("Removed the edge hub from this node: it left the unit")
+			}
 			return nil
 		case <-t.C:
 		}
@@ -318,8 +331,8 @@ func syncDir(dir string) error {
 }
 
 // Uninstall removes the static Pod manifest first (the kubelet stops the
-// hub), then the hub's configuration. The hub's cache is left alone. Not
-// wired yet: the installer cannot tell its own removal from a rollout.
+// hub), then the hub's configuration. The hub's cache is left alone. The
+// installer calls it when its Node says the node left the unit.
 func Uninstall(o Options) error {
 	paths := []string{filepath.Join(o.ManifestDir, KeyManifest)}
 	for _, k := range configKeys {

@@ -235,7 +235,7 @@ func TestRunSyncsUntilCancelled(t *testing.T) {
 	o.Interval = 10 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- Run(ctx, o, logr.Discard()) }()
+	go func() { done <- Run(ctx, o, nil, logr.Discard()) }()
 
 	deadline := time.After(10 * time.Second)
 	for len(installed(t, o)) != 4 {
@@ -281,7 +281,47 @@ func TestOptionsValidate(t *testing.T) {
 	if err := (Options{}).Validate(); err == nil || !strings.Contains(err.Error(), "--source-dir") || !strings.Contains(err.Error(), "--interval") {
 		t.Fatalf("Validate() = %v, want every missing option named", err)
 	}
-	if err := Main(context.Background(), []string{"extra"}, logr.Discard()); err == nil {
-		t.Fatal("Main accepted a positional argument")
+}
+
+// fakeNode records the hook's calls and says the node left or stayed.
+type fakeNode struct {
+	synced chan struct{}
+	left   bool
+}
+
+func (f *fakeNode) AfterSync(context.Context) {
+	select {
+	case f.synced <- struct{}{}:
+	default:
+	}
+}
+
+func (f *fakeNode) Stopping(context.Context) bool { return f.left }
+
+func TestRunUninstallsOnlyWhenTheNodeLeft(t *testing.T) {
+	for _, left := range []bool{false, true} {
+		o := options(t)
+		source(t, o.SourceDir, "server: https://api\n")
+		o.Interval = time.Hour
+		node := &fakeNode{synced: make(chan struct{}, 1), left: left}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Run(ctx, o, node, logr.Discard()) }()
+		select {
+		case <-node.synced:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the node hook did not run after the first sync")
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		want := 4
+		if left {
+			want = 0
+		}
+		if got := installed(t, o); len(got) != want {
+			t.Fatalf("node left=%v: %d files installed after stopping, want %d", left, len(got), want)
+		}
 	}
 }

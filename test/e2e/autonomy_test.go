@@ -56,14 +56,14 @@ func waitNodeBack(ctx context.Context, n *testbed.Node, t time.Time) {
 func cutOffSpecs() {
 	It("runs the workload again after a link cut and a power cut, from the hub's cache, with the same pod IP", func(ctx SpecContext) {
 		n := tb.Node(autonomousNode)
-		Expect(n.ViaHub()).To(BeTrue(), "the kubelet talks to the hub (previous specs)")
+		hubURL, err := n.HubURL()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(kubeletServer(n, testbed.KubeletKubeconfig)).To(Equal(hubURL), "the node is converted (previous specs)")
 		pod := appPods[n.Name]
 		before := getPod(ctx, Default, pod)
 		ip := before.Status.PodIP
 		Expect(ip).NotTo(BeEmpty())
 		Expect(appAnswers(n, ip, pod)).To(BeTrue())
-		hubURL, err := n.HubURL()
-		Expect(err).NotTo(HaveOccurred())
 
 		By("cutting the node's link to the cloud")
 		Expect(n.CutLink()).To(Succeed())

@@ -13,7 +13,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -79,6 +78,7 @@ func appPod(node string) *corev1.Pod {
 var _ = Describe("Real edge nodes", Ordered, func() {
 	Context("joining a unit", joinSpecs)
 	Context("cut off from the cloud", cutOffSpecs)
+	Context("leaving a unit", leaveSpecs)
 })
 
 func joinSpecs() {
@@ -93,7 +93,26 @@ func joinSpecs() {
 		}).WithContext(ctx).Should(Succeed(), func() string { return describe(ctx, "nodes") })
 	})
 
-	It("installs the edge hub and the tunnel from config/samples, and the unit turns Ready", func(ctx SpecContext) {
+	It("runs a workload on each node before it joins a unit", func(ctx SpecContext) {
+		for _, n := range tb.Nodes {
+			p := appPod(n.Name)
+			Expect(k8s.Create(ctx, p)).To(Succeed())
+			appPods[n.Name] = p.Name
+		}
+		Eventually(func(g Gomega) {
+			for _, name := range appPods {
+				p := getPod(ctx, g, name)
+				g.Expect(podReady(p)).To(BeTrue(), "pod %s Ready", name)
+				g.Expect(p.Status.PodIP).NotTo(BeEmpty())
+			}
+		}).WithContext(ctx).Should(Succeed(), func() string { return describe(ctx, "pods -A") })
+	})
+
+	It("installs the edge hub and the tunnel from config/samples, converts each node, and the unit turns Ready", func(ctx SpecContext) {
+		before := map[string]*corev1.Pod{}
+		for node, name := range appPods {
+			before[node] = getPod(ctx, Default, name)
+		}
 		for _, o := range samples() {
 			Expect(k8s.Create(ctx, o)).To(Succeed(), "applying %T %s", o, o.GetName())
 		}
@@ -115,20 +134,24 @@ func joinSpecs() {
 			return describe(ctx, "pods -A", "edgeunits", "daemonsets -A")
 		})
 
-		By("each kubelet is pointed at its hub (what node conversion will do) and stays Ready through it")
+		By("the installer points each kubelet at its hub, keeps the original, and the node stays Ready through the hub")
 		for _, n := range tb.Nodes {
-			Expect(n.PointAtHub()).To(Succeed())
+			waitConverted(ctx, n)
 		}
-		for _, n := range tb.Nodes {
-			// Renewed by the kubelet started with the hub's kubeconfig.
-			Eventually(func(g Gomega) {
-				var node corev1.Node
-				g.Expect(k8s.Get(ctx, client.ObjectKey{Name: n.Name}, &node)).To(Succeed())
-				g.Expect(nodeReady(&node)).To(BeTrue())
-				var lease coordinationv1.Lease
-				g.Expect(renewedAfter(ctx, n.Name, n.KubeletStarted(), &lease)).To(BeTrue(), "lease of %s renewed through the hub", n.Name)
-			}).WithContext(ctx).Should(Succeed())
-			GinkgoWriter.Printf("%s: Lease renewed through the hub %s after the kubelet started\n", n.Name, time.Since(n.KubeletStarted()).Round(time.Millisecond))
+		Eventually(func(g Gomega) {
+			var u edgev1.EdgeUnit
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: unitName}, &u)).To(Succeed())
+			g.Expect(condition(u.Status.Conditions, edgev1.ConditionNodesConverted)).To(Equal("True"), "%v", u.Status.Conditions)
+			g.Expect(u.Status.Conversion.Converted).To(BeEquivalentTo(len(tb.Nodes)))
+		}).WithContext(ctx).Should(Succeed(), func() string { return describe(ctx, "edgeunits", "nodes") })
+
+		By("the switch restarted no pod")
+		for node, name := range appPods {
+			p := getPod(ctx, Default, name)
+			Expect(p.UID).To(Equal(before[node].UID))
+			Expect(podReady(p)).To(BeTrue(), "pod %s Ready", name)
+			Expect(containerIDs(p)).To(Equal(containerIDs(before[node])), "pod %s kept its containers", name)
+			Expect(restarts(p)).To(Equal(restarts(before[node])))
 		}
 
 		By("HubReady, TunnelConnected and Ready turn True")
@@ -138,22 +161,6 @@ func joinSpecs() {
 				g.Expect(condition(conds, t)).To(Equal("True"), "EdgeUnit %s condition %s: %v", unitName, t, conds)
 			}
 		}).WithContext(ctx).Should(Succeed(), func() string { return describe(ctx, "edgeunits", "tunnelendpoints", "pods -A") })
-	})
-
-	It("runs a workload on each node through the hub", func(ctx SpecContext) {
-		for _, n := range tb.Nodes {
-			p := appPod(n.Name)
-			Expect(k8s.Create(ctx, p)).To(Succeed())
-			appPods[n.Name] = p.Name
-		}
-		Eventually(func(g Gomega) {
-			for _, name := range appPods {
-				var p corev1.Pod
-				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: name}, &p)).To(Succeed())
-				g.Expect(podReady(&p)).To(BeTrue(), "pod %s Ready", name)
-				g.Expect(p.Status.PodIP).NotTo(BeEmpty())
-			}
-		}).WithContext(ctx).Should(Succeed(), func() string { return describe(ctx, "pods -A") })
 	})
 
 	It("reaches the kubelets behind the tunnel: kubectl logs, exec and port-forward", func(ctx SpecContext) {

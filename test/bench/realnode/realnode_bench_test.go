@@ -141,10 +141,13 @@ func measure(ctx context.Context, b *testing.B, tb *testbed.Testbed, c client.Cl
 	readyDirect := kubeletReportsIn(ctx, b, c, n)
 	bytesDirect := steadyBytes(b, n, window)
 
-	b.Log("through the hub: an EdgeUnit installs it, the kubelet is pointed at it")
+	b.Log("through the hub: an EdgeUnit installs it, `edge-hub convert` points the kubelet at it")
 	// Stable pod IPs, so a pod comes back on its IP after a power cut.
+	// Manual conversion: the benchmark switches the node itself, when it
+	// has measured it direct.
 	must(c.Create(ctx, &edgev1.EdgeUnit{ObjectMeta: metav1.ObjectMeta{Name: unit}, Spec: edgev1.EdgeUnitSpec{
 		NodePools:       []string{pool},
+		Hub:             edgev1.HubSpec{NodeConversion: edgev1.NodeConversionManual},
 		NetworkAutonomy: edgev1.NetworkAutonomySpec{StablePodIPs: true, StableVTEPMAC: true, VTEPDevice: "flannel.1"},
 	}}))
 	until(b, waitLong, "hub installed", func() bool {

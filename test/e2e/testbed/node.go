@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/tools/clientcmd"
@@ -47,6 +48,11 @@ const (
 	processStopGrace  = 10 * time.Second
 	processKillBound  = 30 * time.Second
 	containerdTimeout = 60 * time.Second
+	// systemdJobTimeout bounds a kubelet restart that node conversion
+	// asks the node's systemd for, waiting included: beyond a stop that
+	// ends in a kill (its grace, then the kill bound) and a power cut or
+	// boot that holds the node meanwhile.
+	systemdJobTimeout = 2 * time.Minute
 )
 
 // nodeDirs are the node's own directories: each is bound over the same
@@ -87,17 +93,25 @@ type Node struct {
 	net        *nodeNet
 	mntns      string
 	cg, system *cgroup
+
+	// mu serialises starting and stopping the node's processes and
+	// guards what they leave here: node conversion restarts the kubelet
+	// through the systemd stand-in's goroutine while a spec may restart
+	// it, cut the power or stop the node.
+	mu         sync.Mutex
 	containerd *Proc
 	kubelet    *Proc
 	// kubeletStarted is when the running kubelet was started.
 	kubeletStarted time.Time
-	// viaHub says whether the kubelet's kubeconfig is the hub's.
-	viaHub bool
-	booted bool
+	booted         bool
 }
 
 // path is where a node path lives on this machine.
 func (n *Node) path(p string) string { return filepath.Join(n.Dir, p) }
+
+// systemdDir holds the node's systemd stand-in's socket; the node sees
+// it as /run/systemd.
+func (n *Node) systemdDir() string { return filepath.Join(n.Dir, "systemd") }
 
 func (tb *Testbed) newNode(spec NodeSpec, index int) (*Node, error) {
 	n := &Node{NodeSpec: spec, tb: tb, index: index, Dir: filepath.Join(tb.Dir, "nodes", spec.Name)}
@@ -119,10 +133,34 @@ func (tb *Testbed) newNode(spec NodeSpec, index int) (*Node, error) {
 	if err := n.writeDisk(); err != nil {
 		return nil, fmt.Errorf("preparing the disk of node %s: %w", n.Name, err)
 	}
+	// Before the mount namespace, which binds its directory.
+	if err := n.serveSystemd(); err != nil {
+		return nil, fmt.Errorf("systemd stand-in of node %s: %w", n.Name, err)
+	}
 	if err := n.makeMountNS(); err != nil {
 		return nil, fmt.Errorf("mount namespace of node %s: %w", n.Name, err)
 	}
 	return n, nil
+}
+
+// serveSystemd starts the node's stand-in for systemd's private D-Bus
+// socket, through which node conversion restarts the kubelet, as it does
+// on a real node. Its log is the node's systemd.log.
+func (n *Node) serveSystemd() error {
+	logf, err := logFile(filepath.Join(n.tb.LogDir, n.Name), "systemd.log")
+	if err != nil {
+		return err
+	}
+	units := map[string]func() error{"kubelet.service": n.RestartKubelet}
+	sd, err := startSystemdStandIn(filepath.Join(n.systemdDir(), "private"), units, systemdJobTimeout, func(format string, args ...any) {
+		fmt.Fprintf(logf, "%s %s\n", time.Now().Format(time.RFC3339Nano), fmt.Sprintf(format, args...))
+	})
+	if err != nil {
+		_ = logf.Close()
+		return err
+	}
+	n.tb.teardown("systemd stand-in of node "+n.Name, func() error { return errors.Join(sd.close(), logf.Close()) })
+	return nil
 }
 
 // writeDisk lays out what a provisioned node has on disk: credentials,
@@ -313,14 +351,20 @@ func (n *Node) makeMountNS() error {
 	for key := range kernelTunables {
 		fmt.Fprintf(&script, "mount --bind %s /proc/sys/%s\n", shellQuote(filepath.Join(n.Dir, "sysctl", strings.ReplaceAll(key, "/", "."))), key)
 	}
-	script.WriteString(freshRun)
+	script.WriteString(n.freshRun())
 	_, err := run("nsenter", "--mount="+n.mntns, "--", "/bin/sh", "-c", script.String())
 	return err
 }
 
-// freshRun mounts an empty tmpfs on /run, as a boot does; /var/run is a
-// link to it.
-const freshRun = "mount -t tmpfs -o mode=0755,size=256m tmpfs /run\nmkdir -p /run/netns /run/edgeunit\n"
+// freshRun is a script that mounts an empty tmpfs on /run, as a boot
+// does (/var/run is a link to it), and binds the systemd stand-in's
+// directory on /run/systemd. That holds only the private socket: a
+// /run/systemd/system would tell runc and others that systemd runs the
+// node (sd_booted(3)), which it doesn't.
+func (n *Node) freshRun() string {
+	return "mount -t tmpfs -o mode=0755,size=256m tmpfs /run\nmkdir -p /run/netns /run/edgeunit /run/systemd\n" +
+		fmt.Sprintf("mount --bind %s /run/systemd\n", shellQuote(n.systemdDir()))
+}
 
 // inNode is argv run inside the node's mount and network namespaces.
 func (n *Node) inNode(argv ...string) []string {
@@ -341,9 +385,11 @@ func (n *Node) Get(url, userAgent string) (string, error) {
 }
 
 // Boot starts containerd (importing the images on the first boot) and
-// the kubelet. The kubelet talks to the hub when PointAtHub was called
-// before, else to the apiserver.
+// the kubelet. The kubelet talks to whatever its kubeconfig names: the
+// hub on a converted node, else the apiserver.
 func (n *Node) Boot(ctx context.Context) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var err error
 	n.containerd, err = startProc("containerd "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "containerd.log"), n.system,
 		[]string{"PATH=" + n.tb.assets.nodeBin + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -375,11 +421,9 @@ func (n *Node) ctr(args ...string) (string, error) {
 	return n.Exec(append([]string{filepath.Join(n.tb.assets.nodeBin, "ctr"), "--address", containerdSocket, "-n", containerdNS}, args...)...)
 }
 
+// startKubelet starts the kubelet with its kubeconfig, kubeadm's
+// kubelet.conf, which node conversion switches; n.mu is held.
 func (n *Node) startKubelet() error {
-	kubeconfig := KubeletKubeconfig
-	if n.viaHub {
-		kubeconfig = HubKubeconfig
-	}
 	labels := "edge.edgeunit.io/nodepool=" + n.Pool
 	if n.Zone != "" {
 		labels += ",topology.kubernetes.io/zone=" + n.Zone
@@ -389,7 +433,7 @@ func (n *Node) startKubelet() error {
 	n.kubelet, err = startProc("kubelet "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "kubelet.log"), n.system, nil,
 		n.inNode(n.tb.assets.k8s("kubelet"),
 			"--config="+kubeletConfig,
-			"--kubeconfig="+kubeconfig,
+			"--kubeconfig="+KubeletKubeconfig,
 			"--hostname-override="+n.Name,
 			"--node-ip="+n.IP,
 			"--node-labels="+labels,
@@ -398,27 +442,44 @@ func (n *Node) startKubelet() error {
 	return err
 }
 
-// PointAtHub restarts the kubelet with the hub's kubeconfig (the hub's
-// local listener; the hub adds the node's identity), as node conversion
-// does.
+// PointAtHub converts the node by hand, as a person or cloud-init would
+// on a unit with nodeConversion Manual: `edge-hub convert` on the node,
+// which restarts the kubelet through the node's systemd and returns once
+// the node is Ready through the hub (or rolled back, an error).
 func (n *Node) PointAtHub() error {
-	if _, err := os.Stat(n.path(HubKubeconfig)); err != nil {
-		return fmt.Errorf("the hub installer has not written %s on node %s: %w", HubKubeconfig, n.Name, err)
-	}
-	n.viaHub = true
-	return n.RestartKubelet()
+	return n.edgeHub("convert", "--wait=30s", "--conversion-timeout=60s")
 }
 
-// PointAtCloud restarts the kubelet with its own kubeconfig again (the
-// apiserver directly), as leaving a unit will.
-func (n *Node) PointAtCloud() error {
-	n.viaHub = false
-	return n.RestartKubelet()
+// PointAtCloud reverts the node by hand: `edge-hub revert`.
+func (n *Node) PointAtCloud() error { return n.edgeHub("revert") }
+
+func (n *Node) edgeHub(verb string, args ...string) error {
+	argv := append([]string{n.tb.assets.e2e("edge-hub"), verb, "--node-name=" + n.Name}, args...)
+	if out, err := n.Exec(argv...); err != nil {
+		return fmt.Errorf("edge-hub %s on node %s: %w\n%s", verb, n.Name, err, out)
+	}
+	return nil
+}
+
+// ReadFile reads a file of the node's disk, by its path on the node.
+func (n *Node) ReadFile(p string) ([]byte, error) { return os.ReadFile(n.path(p)) }
+
+// LogTail is the end of one of the node's logs (kubelet, containerd,
+// systemd), for a failure's description.
+func (n *Node) LogTail(name string, lines int) string {
+	return fmt.Sprintf("\n--- %s of node %s\n%s", name, n.Name, tail(filepath.Join(n.tb.LogDir, n.Name, name+".log"), lines))
 }
 
 // RestartKubelet stops the kubelet and starts it again with the same
 // kubeconfig.
 func (n *Node) RestartKubelet() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.restartKubelet()
+}
+
+// restartKubelet is RestartKubelet with n.mu held.
+func (n *Node) restartKubelet() error {
 	if n.kubelet != nil {
 		if err := n.kubelet.Stop(processStopGrace); err != nil {
 			return err
@@ -457,9 +518,6 @@ func (n *Node) RSS(name string) (uint64, error) {
 	return total, nil
 }
 
-// ViaHub says whether the kubelet talks to the hub.
-func (n *Node) ViaHub() bool { return n.viaHub }
-
 // CutLink cuts the node's link to the cloud; RestoreLink mends it.
 func (n *Node) CutLink() error     { return n.net.cut() }
 func (n *Node) RestoreLink() error { return n.net.restore() }
@@ -474,6 +532,8 @@ func (n *Node) LinkBytes() (uint64, error) {
 // shims, containers) and then does what a reboot does: /run is empty, the
 // dead containers' cgroups and mounts are gone. The disk stays.
 func (n *Node) PowerCut() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var e errs
 	e.add(n.cg.killAll(processKillBound))
 	for _, p := range []*Proc{n.kubelet, n.containerd} {
@@ -485,7 +545,7 @@ func (n *Node) PowerCut() error {
 	// volume mounts go, then a fresh /run.
 	_, err := run("nsenter", "--mount="+n.mntns, "--", "/bin/sh", "-c",
 		`findmnt -rn -o TARGET | grep -E '^/run(/|$)|^/var/lib/kubelet/' | sort -r | while read -r m; do umount -l "$m" || true; done
-`+freshRun)
+`+n.freshRun())
 	e.add(err)
 	e.add(n.cg.removeChildren(processKillBound))
 	var cerr error
@@ -497,6 +557,8 @@ func (n *Node) PowerCut() error {
 // stop stops the kubelet and containerd, then ends whatever is left in
 // the node's cgroups (shims, containers).
 func (n *Node) stop() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
 	var e errs
 	// A spec or benchmark that failed with the link cut: mend it first,
 	// so the node's connections (kube-apiserver's to its hub and
@@ -513,7 +575,11 @@ func (n *Node) stop() error {
 }
 
 // KubeletStarted is when the running kubelet was started.
-func (n *Node) KubeletStarted() time.Time { return n.kubeletStarted }
+func (n *Node) KubeletStarted() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.kubeletStarted
+}
 
 // HubURL is the hub's local listener, from the kubeconfig the installer
 // wrote for node clients.
