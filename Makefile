@@ -60,7 +60,7 @@ test: envtest vet ## Unit, envtest and integration tests.
 
 .PHONY: e2e-deps
 e2e-deps: ## Build and install what the real-node testbed runs (see test/e2e).
-	./hack/build-k8s.sh etcd kube-apiserver kubelet kube-controller-manager kube-scheduler
+	./hack/build-k8s.sh etcd kube-apiserver kubelet kube-controller-manager kube-scheduler kube-proxy
 	./hack/build-containerd.sh
 	./hack/build-e2e.sh
 	./hack/install-node-packages.sh

@@ -6,7 +6,7 @@
 #   hack/build-k8s.sh kubelet kube-scheduler ...
 #
 # Components: kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubelet, etcd. Each binary is reused while its stamp (bin/k8s/.<name>)
+# kubelet, kube-proxy, etcd. Each binary is reused while its stamp (bin/k8s/.<name>)
 # names the pinned version. With no arguments it does nothing when
 # KUBEBUILDER_ASSETS points somewhere else (the caller brings its own).
 set -euo pipefail
@@ -34,7 +34,7 @@ k8s=()
 for c in "$@"; do
   case "$c" in
     etcd) current etcd || want_etcd=1 ;;
-    kube-apiserver | kube-controller-manager | kube-scheduler | kubelet)
+    kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kube-proxy)
       current "$c" || k8s+=("$c") ;;
     *) echo "unknown component $c" >&2; exit 2 ;;
   esac

@@ -23,6 +23,9 @@ import (
 	"github.com/edgeunit/edgeunit/test/e2e/testbed"
 )
 
+// secondUnit is the unit the plain node's pool moves to.
+const secondUnit = "kiosk"
+
 // originalKubeconfig is where the conversion keeps the kubelet's
 // kubeconfig as it was, on the node.
 const originalKubeconfig = conversion.DefaultStateDir + "/" + conversion.OriginalFile
@@ -143,7 +146,7 @@ func leaveSpecs() {
 		}).WithContext(ctx).Should(Succeed())
 	})
 
-	It("rolls a switch back when the kubelet cannot reach the hub, and says so in the unit's status", func(ctx SpecContext) {
+	It("rolls a switch back when the kubelet cannot reach the hub, says so, and converts once it can", func(ctx SpecContext) {
 		n := tb.Node(plainNode)
 		original, err := n.ReadFile(testbed.KubeletKubeconfig)
 		Expect(err).NotTo(HaveOccurred())
@@ -152,17 +155,26 @@ func leaveSpecs() {
 		block := []string{"INPUT", "-i", "lo", "-p", "tcp", "--dport", "10261", "-j", "REJECT", "--reject-with", "tcp-reset"}
 		out, err := n.Exec(append([]string{"iptables", "-I"}, block...)...)
 		Expect(err).NotTo(HaveOccurred(), out)
-		DeferCleanup(func() error {
+		blocked := true
+		unblock := func() error {
+			if !blocked {
+				return nil
+			}
+			blocked = false
 			_, err := n.Exec(append([]string{"iptables", "-D"}, block...)...)
 			return err
-		})
+		}
+		DeferCleanup(unblock)
 
-		By("the node joins the unit again, with a short conversion timeout")
+		By("the node's pool becomes a unit of its own, with a short conversion timeout")
 		joined := time.Now()
-		setUnit(ctx, func(u *edgev1.EdgeUnit) {
-			u.Spec.Hub.ConversionTimeout = &metav1.Duration{Duration: 20 * time.Second}
-			u.Spec.NodePools = append(u.Spec.NodePools, plainPool)
-		})
+		Expect(k8s.Create(ctx, &edgev1.EdgeUnit{
+			ObjectMeta: metav1.ObjectMeta{Name: secondUnit},
+			Spec: edgev1.EdgeUnitSpec{
+				NodePools: []string{plainPool},
+				Hub:       edgev1.HubSpec{ConversionTimeout: &metav1.Duration{Duration: 20 * time.Second}},
+			},
+		})).To(Succeed())
 
 		By("the switch is tried, fails, and is rolled back")
 		Eventually(func(g Gomega) {
@@ -173,7 +185,7 @@ func leaveSpecs() {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(string(current)).To(Equal(string(original)), "the kubelet's kubeconfig is the original again")
 			var u edgev1.EdgeUnit
-			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: unitName}, &u)).To(Succeed())
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: secondUnit}, &u)).To(Succeed())
 			g.Expect(u.Status.Conversion.RolledBack).To(BeEquivalentTo(1))
 			g.Expect(u.Status.Conversion.FailedNodes).To(Equal([]string{n.Name}))
 			c := meta.FindStatusCondition(u.Status.Conditions, edgev1.ConditionNodesConverted)
@@ -186,5 +198,78 @@ func leaveSpecs() {
 		})
 		Expect(n.KubeletStarted()).To(BeTemporally(">", joined), "the kubelet was restarted by the rollback")
 		waitNodeBack(ctx, n, n.KubeletStarted())
+
+		By("unblocking: after its backoff the installer tries again, and the node converts")
+		Expect(unblock()).To(Succeed())
+		waitConverted(ctx, n)
+		Eventually(func(g Gomega) {
+			var u edgev1.EdgeUnit
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: secondUnit}, &u)).To(Succeed())
+			g.Expect(condition(u.Status.Conditions, edgev1.ConditionNodesConverted)).To(Equal("True"), "%v", u.Status.Conditions)
+			g.Expect(u.Status.Conversion.RolledBack).To(BeZero())
+		}).WithContext(ctx).Should(Succeed())
 	})
+
+	It("keeps Service traffic in its unit with a real kube-proxy reading through the hub, online and offline", func(ctx SpecContext) {
+		for _, n := range tb.Nodes {
+			Expect(n.StartKubeProxy()).To(Succeed())
+		}
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "unit-local", Namespace: metav1.NamespaceDefault,
+				Annotations: map[string]string{edgev1.AnnotationTopology: "unit"}},
+			Spec: corev1.ServiceSpec{Selector: appLabels, Ports: []corev1.ServicePort{{Port: appPort, TargetPort: intOrPort(appPort)}}},
+		}
+		Expect(k8s.Create(ctx, svc)).To(Succeed())
+		Expect(svc.Spec.ClusterIP).NotTo(BeEmpty())
+		// The workload on each node, one per unit: edge-1's first pod and
+		// the pod edge-2 kept through its moves.
+		local := map[string]*corev1.Pod{
+			autonomousNode: getPod(ctx, Default, appPods[autonomousNode]),
+			plainNode:      getPod(ctx, Default, "stays-"+plainNode),
+		}
+		url := fmt.Sprintf("http://%s:%d/", svc.Spec.ClusterIP, appPort)
+
+		// onlyLocal checks that node n's kube-proxy programs only its own
+		// unit's endpoint, and that its client pod reaches only that one.
+		onlyLocal := func(n *testbed.Node) {
+			mine, other := local[n.Name], local[otherNode(n.Name)]
+			Eventually(func(g Gomega) {
+				rules, err := n.Exec("iptables-save", "-t", "nat")
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(rules).To(ContainSubstring(fmt.Sprintf("%s:%d", mine.Status.PodIP, appPort)), "kube-proxy on %s programs its unit's endpoint", n.Name)
+				g.Expect(rules).NotTo(ContainSubstring(fmt.Sprintf("%s:%d", other.Status.PodIP, appPort)), "kube-proxy on %s programs the other unit's endpoint", n.Name)
+			}).WithContext(ctx).WithTimeout(2*time.Minute).Should(Succeed(), func() string { return n.LogTail("kube-proxy", 15) })
+			for i := range 20 {
+				out, err := n.Get(fmt.Sprintf("http://%s:%d/fetch?url=%s", mine.Status.PodIP, appPort, url), "")
+				Expect(err).NotTo(HaveOccurred(), "request %d from %s's client pod to the Service", i, n.Name)
+				Expect(out).To(Equal("testapp "+mine.Name+"\n"), "request %d from %s", i, n.Name)
+			}
+		}
+		By("online: each unit's client pod reaches only its unit's endpoint")
+		for _, n := range tb.Nodes {
+			onlyLocal(n)
+		}
+
+		By("offline: edge-1's link cut, its kube-proxy's rules removed and kube-proxy started again, reading from the hub's cache")
+		n := tb.Node(autonomousNode)
+		Expect(n.CutLink()).To(Succeed())
+		DeferCleanup(n.RestoreLink)
+		Expect(n.StopKubeProxy()).To(Succeed())
+		rules, err := n.Exec("iptables-save", "-t", "nat")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(rules).NotTo(ContainSubstring(local[n.Name].Status.PodIP), "kube-proxy's rules are gone")
+		Expect(n.StartKubeProxy()).To(Succeed())
+		onlyLocal(n)
+		restored := time.Now()
+		Expect(n.RestoreLink()).To(Succeed())
+		waitNodeBack(ctx, n, restored)
+	})
+}
+
+// otherNode is the testbed's other edge node.
+func otherNode(name string) string {
+	if name == autonomousNode {
+		return plainNode
+	}
+	return autonomousNode
 }

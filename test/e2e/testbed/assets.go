@@ -19,7 +19,7 @@ const cniPluginsDir = "/usr/lib/cni"
 
 // assets are the binaries and images the testbed runs.
 type assets struct {
-	k8sBin  string // kube-apiserver, etcd, kubelet, kube-controller-manager, kube-scheduler
+	k8sBin  string // kube-apiserver, etcd, kubelet, kube-proxy, kube-controller-manager, kube-scheduler
 	nodeBin string // containerd, containerd-shim-runc-v2, ctr
 	e2eBin  string // manager, tunnel-server, edge-ipam, testapp
 	images  []string
@@ -47,7 +47,7 @@ func findAssets() (*assets, error) {
 			missing = append(missing, p)
 		}
 	}
-	for _, b := range []string{"kube-apiserver", "etcd", "kubelet", "kube-controller-manager", "kube-scheduler"} {
+	for _, b := range []string{"kube-apiserver", "etcd", "kubelet", "kube-proxy", "kube-controller-manager", "kube-scheduler"} {
 		need(a.k8s(b))
 	}
 	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {

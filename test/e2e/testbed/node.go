@@ -36,6 +36,7 @@ const (
 	HubKubeconfig     = "/var/lib/edgeunit/hub/kubeconfig"
 	kubeletPKI        = "/var/lib/kubelet/pki"
 	kubeletConfig     = "/etc/kubernetes/kubelet-config.yaml"
+	kubeProxyConfig   = "/etc/kubernetes/kube-proxy.yaml"
 	containerdConfig  = "/etc/containerd/config.toml"
 	containerdSocket  = "/run/containerd/containerd.sock"
 	staticPodDir      = "/etc/kubernetes/manifests"
@@ -101,6 +102,7 @@ type Node struct {
 	mu         sync.Mutex
 	containerd *Proc
 	kubelet    *Proc
+	kubeProxy  *Proc
 	// kubeletStarted is when the running kubelet was started.
 	kubeletStarted time.Time
 	booted         bool
@@ -305,6 +307,7 @@ func (n *Node) cniConfiguration() string {
       "bridge": "cni0",
       "isGateway": true,
       "ipMasq": false,
+      "hairpinMode": true,
       "ipam": {
         "type": "edge-ipam",
         "hub": %q,
@@ -312,7 +315,8 @@ func (n *Node) cniConfiguration() string {
         "delegate": {
           "type": "host-local",
           "dataDir": "/var/lib/cni/networks",
-          "ranges": [[{"subnet": %q}]]
+          "ranges": [[{"subnet": %q}]],
+          "routes": [{"dst": "0.0.0.0/0"}]
         }
       }
     },
@@ -461,6 +465,71 @@ func (n *Node) edgeHub(verb string, args ...string) error {
 	return nil
 }
 
+// StartKubeProxy (re)starts a real kube-proxy on the node, in iptables
+// mode in the node's network namespace, reading the cluster through the
+// hub: the kubeconfig the hub installer wrote for node clients. It sets
+// no machine-wide sysctl (conntrack limits and timeouts left alone) and
+// masquerades all Service traffic, as the node's bridge does not pass
+// through iptables.
+func (n *Node) StartKubeProxy() error {
+	if _, err := os.Stat(n.path(HubKubeconfig)); err != nil {
+		return fmt.Errorf("the hub installer has not written %s on node %s: %w", HubKubeconfig, n.Name, err)
+	}
+	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+hostnameOverride: %[1]s
+clientConnection:
+  kubeconfig: %[2]s
+clusterCIDR: 10.244.0.0/16
+iptables:
+  masqueradeAll: true
+  localhostNodePorts: false
+  syncPeriod: 30s
+  minSyncPeriod: 0s
+conntrack:
+  maxPerCore: 0
+  min: 0
+  tcpEstablishedTimeout: 0s
+  tcpCloseWaitTimeout: 0s
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+oomScoreAdj: 0
+`, n.Name, HubKubeconfig)
+	if err := os.WriteFile(n.path(kubeProxyConfig), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.kubeProxy != nil {
+		if err := n.kubeProxy.Stop(processStopGrace); err != nil {
+			return err
+		}
+	}
+	var err error
+	n.kubeProxy, err = startProc("kube-proxy "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "kube-proxy.log"), n.system,
+		[]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+		n.inNode(n.tb.assets.k8s("kube-proxy"), "--config="+kubeProxyConfig, "--v=2")...)
+	return err
+}
+
+// StopKubeProxy stops the node's kube-proxy and removes every rule it
+// programmed (kube-proxy --cleanup), as a fresh boot would find them.
+func (n *Node) StopKubeProxy() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.kubeProxy != nil {
+		if err := n.kubeProxy.Stop(processStopGrace); err != nil {
+			return err
+		}
+		n.kubeProxy = nil
+	}
+	if out, err := n.Exec(n.tb.assets.k8s("kube-proxy"), "--cleanup"); err != nil {
+		return fmt.Errorf("kube-proxy --cleanup on node %s: %w\n%s", n.Name, err, out)
+	}
+	return nil
+}
+
 // ReadFile reads a file of the node's disk, by its path on the node.
 func (n *Node) ReadFile(p string) ([]byte, error) { return os.ReadFile(n.path(p)) }
 
@@ -536,11 +605,12 @@ func (n *Node) PowerCut() error {
 	defer n.mu.Unlock()
 	var e errs
 	e.add(n.cg.killAll(processKillBound))
-	for _, p := range []*Proc{n.kubelet, n.containerd} {
+	for _, p := range []*Proc{n.kubeProxy, n.kubelet, n.containerd} {
 		if p != nil {
 			e.add(p.Kill())
 		}
 	}
+	n.kubeProxy = nil
 	// Lazily: a dead container's mounts under /run and the kubelet's
 	// volume mounts go, then a fresh /run.
 	_, err := run("nsenter", "--mount="+n.mntns, "--", "/bin/sh", "-c",
@@ -565,7 +635,7 @@ func (n *Node) stop() error {
 	// kubelet) end cleanly and kube-apiserver stops without waiting on
 	// them.
 	e.add(n.net.restore())
-	for _, p := range []*Proc{n.kubelet, n.containerd} {
+	for _, p := range []*Proc{n.kubeProxy, n.kubelet, n.containerd} {
 		if p != nil {
 			e.add(p.Stop(processStopGrace))
 		}

@@ -2,7 +2,9 @@
 // line naming its pod and answers HTTP on --listen with the pod's name;
 // `testapp echo words...` prints its words (for kubectl exec);
 // `testapp get URL [USER-AGENT]` prints what an HTTP GET of URL answers (the testbed runs
-// it inside a node's network namespace).
+// it inside a node's network namespace). A serving testapp also answers
+// /fetch?url=URL with what a GET of URL from inside its pod answers: a
+// client pod the specs drive from outside it.
 package main
 
 import (
@@ -45,6 +47,14 @@ func main() {
 	http.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = fmt.Fprintf(w, "testapp %s\n", pod)
 	})
+	http.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
+		body, err := fetch(r.URL.Query().Get("url"), "")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		_, _ = w.Write(body)
+	})
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -56,26 +66,34 @@ func main() {
 }
 
 func get(url, userAgent string) error {
+	b, err := fetch(url, userAgent)
+	if err != nil {
+		return err
+	}
+	_, err = os.Stdout.Write(b)
+	return err
+}
+
+func fetch(url, userAgent string) ([]byte, error) {
 	c := &http.Client{Timeout: 2 * time.Second}
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if userAgent != "" {
 		req.Header.Set("User-Agent", userAgent)
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	b, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s: %s", url, resp.Status, b)
+		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, b)
 	}
-	_, err = os.Stdout.Write(b)
-	return err
+	return b, nil
 }
