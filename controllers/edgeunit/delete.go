@@ -37,8 +37,10 @@ func agentChildren(unit string) []child {
 
 // reconcileDelete deletes the unit's children and then releases it. It
 // does not wait for the garbage collector, which envtest and some
-// clusters do not run. The hubs already installed on nodes stay: a hub
-// that vanished with its unit would take the node's offline cache with it.
+// clusters do not run. The installer pods then go with their DaemonSet:
+// each, told to stop, finds the unit gone, points its node's kubelet back
+// at the apiserver and removes the hub's static pod (package conversion);
+// the hub's cache stays on the node's disk.
 func (r *Reconciler) reconcileDelete(ctx context.Context, unit *edgev1.EdgeUnit) error {
 	if !controllerutil.ContainsFinalizer(unit, Finalizer) {
 		return nil

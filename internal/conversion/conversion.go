@@ -52,6 +52,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
@@ -117,6 +118,9 @@ type Options struct {
 
 	// Restarter restarts the kubelet; systemd over SystemdSocket when nil.
 	Restarter Restarter
+	// OnState, when set, is called with every state recorded, so the
+	// installer reports Converting before the check starts.
+	OnState func(State)
 }
 
 // BindFlags registers the options on fs with their defaults.
@@ -124,7 +128,7 @@ func (o *Options) BindFlags(fs interface {
 	StringVar(*string, string, string, string)
 	DurationVar(*time.Duration, string, time.Duration, string)
 }) {
-	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME, else the host name)")
+	fs.StringVar(&o.NodeName, "node-name", os.Getenv("NODE_NAME"), "this node's name (default $NODE_NAME; convert and revert fall back to the host name)")
 	fs.StringVar(&o.KubeletKubeconfig, "kubelet-kubeconfig", DefaultKubeletKubeconfig, "the kubelet's kubeconfig, the file switched to the hub")
 	fs.StringVar(&o.StateDir, "conversion-state-dir", DefaultStateDir, "where the original kubeconfig and the conversion state are kept")
 	fs.StringVar(&o.HubURL, "hub-url", DefaultHubURL, "the hub's local listener the kubelet is pointed at")
@@ -239,8 +243,13 @@ func (c *Converter) writeState(s State) error {
 	if err := os.MkdirAll(c.o.StateDir, 0o700); err != nil {
 		return err
 	}
-	_, err = hubinstall.WriteFileAtomic(filepath.Join(c.o.StateDir, StateFile), b, 0o600)
-	return err
+	if _, err = hubinstall.WriteFileAtomic(filepath.Join(c.o.StateDir, StateFile), b, 0o600); err != nil {
+		return err
+	}
+	if c.o.OnState != nil {
+		c.o.OnState(s)
+	}
+	return nil
 }
 
 // Converted says whether the kubelet's kubeconfig points at the hub.
@@ -262,6 +271,11 @@ func (c *Converter) Converted() (bool, error) {
 // ErrNotReady (wrapped) when it cannot start now, ErrRolledBack (wrapped)
 // when the switch failed and was undone.
 func (c *Converter) Convert(ctx context.Context, force bool) error {
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	st, err := c.State()
 	if err != nil {
 		return err
@@ -287,7 +301,17 @@ func (c *Converter) Convert(ctx context.Context, force bool) error {
 			if _, err := os.Stat(filepath.Join(c.o.StateDir, OriginalFile)); err != nil {
 				return fmt.Errorf("%s points at the hub but no original is saved in %s: it was switched by something else; restore it by hand", c.o.KubeletKubeconfig, c.o.StateDir)
 			}
-			return c.writeState(State{Phase: edgev1.ConversionConverted, Since: c.now()})
+			// Switched, but nothing here checked it (the state was lost,
+			// or the file was put back by hand): check it now, from a
+			// restart, as a fresh switch is.
+			next := State{Phase: edgev1.ConversionConverting, Since: c.now()}
+			if st != nil {
+				next.Failures = st.Failures
+			}
+			if err := c.writeState(next); err != nil {
+				return err
+			}
+			return c.restartAndVerify(ctx, next)
 		}
 		return nil
 	}
@@ -337,10 +361,12 @@ func (c *Converter) Convert(ctx context.Context, force bool) error {
 // restartAndVerify restarts the kubelet on the converted kubeconfig and
 // checks the switch from then on.
 func (c *Converter) restartAndVerify(ctx context.Context, st State) error {
-	st.Since = c.now()
 	if err := c.o.restarter().Restart(ctx); err != nil {
 		return c.rollBack(ctx, st, fmt.Sprintf("restarting the kubelet: %v", err))
 	}
+	// From here on heartbeats can only come from the restarted kubelet,
+	// through the hub; the timeout counts from here too.
+	st.Since = c.now()
 	st.Restarted = true
 	if err := c.writeState(st); err != nil {
 		return c.rollBack(ctx, st, fmt.Sprintf("recording the switch: %v", err))
@@ -483,6 +509,11 @@ var errRestart = errors.New("the original kubeconfig is back, but restarting the
 // original. A node that was never converted is left alone; one that points
 // at the hub with no original saved is an error.
 func (c *Converter) Revert(ctx context.Context) error {
+	unlock, err := c.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	converted, err := c.Converted()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -501,6 +532,38 @@ func (c *Converter) Revert(ctx context.Context) error {
 		return err
 	}
 	return c.writeState(State{Phase: edgev1.ConversionReverted, Since: c.now()})
+}
+
+// lock serialises the converters of one node (the installer, a person's
+// edge-hub convert or revert, the installers of two units while a pool
+// moves between them): an exclusive flock on the state directory's .lock,
+// waited for until ctx ends.
+func (c *Converter) lock(ctx context.Context) (func(), error) {
+	if err := os.MkdirAll(c.o.StateDir, 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(c.o.StateDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { _ = f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			_ = f.Close()
+			return nil, fmt.Errorf("locking %s: %w", f.Name(), err)
+		}
+		select {
+		case <-ctx.Done():
+			_ = f.Close()
+			return nil, fmt.Errorf("another edge-hub is converting or reverting this node: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
 
 func (c *Converter) kubeconfigMode() os.FileMode {
@@ -648,48 +711,57 @@ func nilIfEmpty(s string) any {
 }
 
 // directClient talks to the apiserver with the kubelet's credentials: the
-// saved original when there is one, else the kubeconfig as it is.
+// kubeconfig as it is, or the saved original while the kubeconfig names
+// the hub.
 func (c *Converter) directClient() (*kubernetes.Clientset, error) {
-	b, err := os.ReadFile(filepath.Join(c.o.StateDir, OriginalFile))
-	if errors.Is(err, os.ErrNotExist) {
-		b, err = os.ReadFile(c.o.KubeletKubeconfig)
+	path := c.o.KubeletKubeconfig
+	if converted, err := c.Converted(); err == nil && converted {
+		path = filepath.Join(c.o.StateDir, OriginalFile)
 	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
 	return clientsetFrom(b, c.o.KubeletKubeconfig)
 }
 
-// Membership reads the node's unit label and whether that unit exists and
-// is not being deleted, directly from the apiserver.
-func (c *Converter) Membership(ctx context.Context, unit string) (member bool, err error) {
+// Membership is where the node stands, read directly from the apiserver.
+type Membership struct {
+	// Label is the node's edge.edgeunit.io/unit label ("" for none).
+	Label string
+	// UnitLive says the unit asked about exists and is not being deleted.
+	UnitLive bool
+}
+
+// Membership reads the node's unit label, and whether unit is live.
+func (c *Converter) Membership(ctx context.Context, unit string) (Membership, error) {
+	var m Membership
 	cs, err := c.directClient()
 	if err != nil {
-		return false, err
+		return m, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	node, err := cs.CoreV1().Nodes().Get(ctx, c.o.NodeName, metav1.GetOptions{})
 	if err != nil {
-		return false, err
+		return m, err
 	}
-	if node.Labels[edgev1.LabelUnit] != unit {
-		return false, nil
-	}
+	m.Label = node.Labels[edgev1.LabelUnit]
 	var u struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
 	}
 	raw, err := cs.RESTClient().Get().AbsPath("/apis", edgev1.GroupVersion.Group, edgev1.GroupVersion.Version, "edgeunits", unit).DoRaw(ctx)
 	if apierrors.IsNotFound(err) {
-		return false, nil
+		return m, nil
 	}
 	if err != nil {
-		return false, err
+		return m, err
 	}
 	if err := json.Unmarshal(raw, &u); err != nil {
-		return false, err
+		return m, err
 	}
-	return u.Metadata.DeletionTimestamp == nil, nil
+	m.UnitLive = u.Metadata.DeletionTimestamp == nil
+	return m, nil
 }
 
 // Restarter restarts the kubelet and returns once it was restarted.

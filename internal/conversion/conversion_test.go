@@ -20,6 +20,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/go-logr/logr"
+
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 )
 
@@ -383,13 +385,13 @@ func TestRevert(t *testing.T) {
 func TestMembership(t *testing.T) {
 	tests := map[string]struct {
 		set  func(*fakeCloud)
-		want bool
+		want Membership
 	}{
-		"member":              {func(*fakeCloud) {}, true},
-		"label moved":         {func(f *fakeCloud) { f.unitLabel = "other" }, false},
-		"unit gone":           {func(f *fakeCloud) { f.unitExists = false }, false},
-		"unit being deleted":  {func(f *fakeCloud) { f.unitGoing = true }, false},
-		"label removed early": {func(f *fakeCloud) { f.unitLabel = "" }, false},
+		"member":             {func(*fakeCloud) {}, Membership{Label: "factory", UnitLive: true}},
+		"moved":              {func(f *fakeCloud) { f.unitLabel = "other" }, Membership{Label: "other", UnitLive: true}},
+		"unit gone":          {func(f *fakeCloud) { f.unitExists = false }, Membership{Label: "factory"}},
+		"unit being deleted": {func(f *fakeCloud) { f.unitGoing = true }, Membership{Label: "factory"}},
+		"label removed":      {func(f *fakeCloud) { f.unitLabel = "" }, Membership{UnitLive: true}},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -397,9 +399,64 @@ func TestMembership(t *testing.T) {
 			r.cloud.set(tt.set)
 			got, err := r.c.Membership(context.Background(), "factory")
 			if err != nil || got != tt.want {
-				t.Fatalf("Membership = %v, %v; want %v", got, err, tt.want)
+				t.Fatalf("Membership = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// The installer, told to stop, reverts and uninstalls only when the node
+// is out of every unit or its unit is going.
+func TestInstallerStopping(t *testing.T) {
+	tests := map[string]struct {
+		set        func(*fakeCloud)
+		mode       edgev1.NodeConversion
+		wantRevert bool
+	}{
+		"a rollout":               {func(*fakeCloud) {}, edgev1.NodeConversionAutomatic, false},
+		"moved to another unit":   {func(f *fakeCloud) { f.unitLabel = "other" }, edgev1.NodeConversionAutomatic, false},
+		"left every unit":         {func(f *fakeCloud) { f.unitLabel = "" }, edgev1.NodeConversionAutomatic, true},
+		"unit deleted":            {func(f *fakeCloud) { f.unitExists = false }, edgev1.NodeConversionAutomatic, true},
+		"unit being deleted":      {func(f *fakeCloud) { f.unitGoing = true }, edgev1.NodeConversionAutomatic, true},
+		"left, converted by hand": {func(f *fakeCloud) { f.unitLabel = "" }, edgev1.NodeConversionManual, false},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t)
+			if err := r.c.Convert(context.Background(), false); err != nil {
+				t.Fatal(err)
+			}
+			r.cloud.set(tt.set)
+			n := &installerNode{c: r.c, mode: tt.mode, unit: "factory", log: logr.Discard()}
+			uninstall := n.Stopping(context.Background())
+			reverted := string(r.kubeconfig(t)) == string(r.original)
+			if uninstall != tt.wantRevert || reverted != tt.wantRevert {
+				t.Fatalf("Stopping: uninstall %v, reverted %v; want both %v", uninstall, reverted, tt.wantRevert)
+			}
+			if tt.wantRevert {
+				if st := r.state(t); st.Phase != edgev1.ConversionReverted {
+					t.Errorf("state %+v, want Reverted", st)
+				}
+			}
+		})
+	}
+}
+
+// Two converters on one node take turns.
+func TestConvertersTakeTurns(t *testing.T) {
+	r := newRig(t)
+	unlock, err := r.c.lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := r.c.Convert(ctx, false); err == nil || !strings.Contains(err.Error(), "another edge-hub") {
+		t.Fatalf("Convert while locked = %v", err)
+	}
+	unlock()
+	if err := r.c.Convert(context.Background(), false); err != nil {
+		t.Fatalf("Convert after unlock = %v", err)
 	}
 }
 

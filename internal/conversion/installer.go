@@ -49,11 +49,16 @@ func InstallerMain(ctx context.Context, args []string, log logr.Logger) error {
 	if err := errors.Join(append(errs, io.Validate())...); err != nil {
 		return err
 	}
+	node := &installerNode{mode: edgev1.NodeConversion(mode), unit: unit, log: log}
+	// Every phase reaches the Node as it is recorded: Converting before
+	// the check, which may take the whole timeout.
+	co.OnState = func(State) { node.report(ctx) }
 	c, err := New(co)
 	if err != nil {
 		return err
 	}
-	return hubinstall.Run(ctx, io, &installerNode{c: c, mode: edgev1.NodeConversion(mode), unit: unit, log: log}, log)
+	node.c = c
+	return hubinstall.Run(ctx, io, node, log)
 }
 
 // installerNode converts the node after each sync and decides what to do
@@ -110,14 +115,22 @@ func (n *installerNode) report(ctx context.Context) {
 	n.reported = st
 }
 
+// Stopping decides what the node's removal from the DaemonSet means:
+// still in this live unit, a rollout or an eviction (nothing to do); moved
+// straight into another unit, whose installer takes the hub over (nothing
+// to do either); out of every unit, or this unit deleted: revert the node
+// and remove the hub.
 func (n *installerNode) Stopping(ctx context.Context) bool {
-	member, err := n.c.Membership(ctx, n.unit)
+	m, err := n.c.Membership(ctx, n.unit)
 	if err != nil {
 		n.log.Error(err, "Cannot tell whether the node left the unit; leaving the kubelet and the hub as they are")
 		return false
 	}
-	if member {
-		// A rollout, an eviction, or the installer's own restart.
+	switch {
+	case m.Label == n.unit && m.UnitLive:
+		return false
+	case m.Label != "" && m.Label != n.unit:
+		n.log.Info("The node moved to another unit, whose installer takes the hub over", "unit", m.Label)
 		return false
 	}
 	converted, err := n.c.Converted()
@@ -126,7 +139,7 @@ func (n *installerNode) Stopping(ctx context.Context) bool {
 		return false
 	}
 	if converted && n.mode == edgev1.NodeConversionManual {
-		n.log.Info("The node left the unit but was converted by hand: the hub stays until `edge-hub revert` is run")
+		n.log.Info("The node left the unit but was converted by hand: the hub stays; run `edge-hub revert` on the node, then remove " + hubinstall.KeyManifest + " from the kubelet's manifest directory")
 		return false
 	}
 	if converted {

@@ -293,7 +293,8 @@ func (c *Cloud) startManager(ctx context.Context) error {
 		"--kubeconfig="+c.Kubeconfig,
 		"--namespace="+ManagerNamespace,
 		"--image="+EdgeunitImage,
-		"--node-apiserver-url="+c.APIServerURL,
+		// No --node-apiserver-url: each hub dials the server of its
+		// kubelet's kubeconfig, the original once the node is converted.
 		"--webhook-cert-dir="+wh.LocalServingCertDir,
 		"--webhook-port="+strconv.Itoa(wh.LocalServingPort),
 		"--provision-webhook-cert=false",
