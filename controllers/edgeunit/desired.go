@@ -421,8 +421,9 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 					WithHostNetwork(true).
 					WithDNSPolicy(corev1.DNSDefault).
 					WithAutomountServiceAccountToken(false).
-					// Time to revert the node when it leaves the unit.
-					WithTerminationGracePeriodSeconds(int64(hubinstall.StopBound/time.Second) + 30).
+					// Time to finish a rollback under way (a minute) and
+					// then revert the node when it leaves the unit.
+					WithTerminationGracePeriodSeconds(int64((hubinstall.StopBound+time.Minute)/time.Second) + 30).
 					WithContainers(installer).
 					WithVolumes(volumes...))))
 }

@@ -47,7 +47,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,8 +157,10 @@ func (o Options) Validate() error {
 	if o.Timeout <= 0 {
 		errs = append(errs, errors.New("--conversion-timeout must be positive"))
 	}
-	if o.HubURL != "" && !strings.HasPrefix(o.HubURL, "http://") && !strings.HasPrefix(o.HubURL, "https://") {
-		errs = append(errs, fmt.Errorf("--hub-url %q is not an http(s) URL", o.HubURL))
+	// Plain HTTP only: the kubeconfig keeps the apiserver's CA, which
+	// could not verify the hub's own certificate.
+	if u, err := url.Parse(o.HubURL); o.HubURL != "" && (err != nil || u.Scheme != "http" || u.Port() == "") {
+		errs = append(errs, fmt.Errorf("--hub-url %q must be the hub's plain-HTTP listener, http://<loopback>:<port>", o.HubURL))
 	}
 	return errors.Join(errs...)
 }
@@ -262,7 +266,23 @@ func (c *Converter) Converted() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("%s: %w", c.o.KubeletKubeconfig, err)
 	}
-	return cl.Server == c.o.HubURL, nil
+	return pointsAt(cl.Server, c.o.HubURL), nil
+}
+
+// pointsAt says whether server names the listener at hubURL: the same
+// port on the same host, any spelling of loopback counting as one host
+// ("localhost", 127.0.0.1, [::1]), a trailing slash ignored.
+func pointsAt(server, hubURL string) bool {
+	s, err1 := url.Parse(server)
+	h, err2 := url.Parse(hubURL)
+	if err1 != nil || err2 != nil || s.Port() != h.Port() || s.Port() == "" {
+		return false
+	}
+	loopback := func(host string) bool {
+		ip := net.ParseIP(host)
+		return host == "localhost" || (ip != nil && ip.IsLoopback())
+	}
+	return s.Hostname() == h.Hostname() || (loopback(s.Hostname()) && loopback(h.Hostname()))
 }
 
 // Convert points the kubelet at the hub and checks the node stays Ready,
@@ -315,6 +335,14 @@ func (c *Converter) Convert(ctx context.Context, force bool) error {
 		}
 		return nil
 	}
+	if st != nil && st.Phase == edgev1.ConversionConverting && st.Restarted {
+		// The kubelet ran on the hub and the file is direct again: a
+		// rollback was cut short. Finish it: the kubelet on the original.
+		if err := c.restoreOriginal(ctx, true); err != nil {
+			return fmt.Errorf("finishing an interrupted rollback: %w", err)
+		}
+		return c.rolledBack(*st, strings.TrimPrefix(st.Message, "rolling back: "))
+	}
 	if st != nil && st.Phase == edgev1.ConversionRolledBack && !force && c.now().Before(st.RetryAt) {
 		return fmt.Errorf("%w: the last switch was rolled back (%s); next attempt at %s", ErrNotReady, st.Message, st.RetryAt.Format(time.RFC3339))
 	}
@@ -361,7 +389,12 @@ func (c *Converter) Convert(ctx context.Context, force bool) error {
 // restartAndVerify restarts the kubelet on the converted kubeconfig and
 // checks the switch from then on.
 func (c *Converter) restartAndVerify(ctx context.Context, st State) error {
-	if err := c.o.restarter().Restart(ctx); err != nil {
+	// Not cut short by the installer stopping: a restart interrupted
+	// would count as a failed switch. The check is what stops with it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	err := c.o.restarter().Restart(rctx)
+	cancel()
+	if err != nil {
 		return c.rollBack(ctx, st, fmt.Sprintf("restarting the kubelet: %v", err))
 	}
 	// From here on heartbeats can only come from the restarted kubelet,
@@ -449,17 +482,30 @@ func (c *Converter) rollBack(ctx context.Context, st State, why string) error {
 	// The rollback must happen even when the caller is stopping.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
+	// Recorded first: a rollback cut short (the original not written back,
+	// or the kubelet not restarted on it) is finished by the next run,
+	// which finds this state with the kubeconfig direct or not.
+	undoing := st
+	undoing.Phase, undoing.Message = edgev1.ConversionConverting, "rolling back: "+why
+	if err := c.writeState(undoing); err != nil {
+		return err
+	}
+	if err := c.restoreOriginal(ctx, st.Restarted); err != nil {
+		if !errors.Is(err, errRestart) || st.Restarted {
+			return fmt.Errorf("rolling back (%s) failed, the next run tries again: %w", why, err)
+		}
+		// The kubelet was never restarted onto the hub, and the original
+		// is on disk: the kubelet takes it when it next restarts.
+		why += "; " + err.Error()
+	}
+	return c.rolledBack(st, why)
+}
+
+// rolledBack records a finished rollback and when to try again.
+func (c *Converter) rolledBack(st State, why string) error {
 	failures := st.Failures + 1
 	next := State{Phase: edgev1.ConversionRolledBack, Since: c.now(), Message: why, Failures: failures}
 	next.RetryAt = next.Since.Add(c.backoff(failures))
-	if err := c.restoreOriginal(ctx); err != nil {
-		if !errors.Is(err, errRestart) {
-			// The state still says Converting: the next run tries again.
-			return fmt.Errorf("rolling back (%s) failed: %w", why, err)
-		}
-		// The original is on disk; the kubelet takes it when it restarts.
-		next.Message += "; " + err.Error()
-	}
 	if err := c.writeState(next); err != nil {
 		return err
 	}
@@ -482,8 +528,9 @@ func (c *Converter) backoff(failures int) time.Duration {
 }
 
 // restoreOriginal writes the saved kubeconfig back when the current one
-// differs, and restarts the kubelet.
-func (c *Converter) restoreOriginal(ctx context.Context) error {
+// differs, and restarts the kubelet when it wrote or when restart says the
+// running kubelet may still use the hub.
+func (c *Converter) restoreOriginal(ctx context.Context, restart bool) error {
 	original, err := os.ReadFile(filepath.Join(c.o.StateDir, OriginalFile))
 	if err != nil {
 		return fmt.Errorf("reading the saved original kubeconfig: %w", err)
@@ -492,7 +539,7 @@ func (c *Converter) restoreOriginal(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if !wrote {
+	if !wrote && !restart {
 		return nil
 	}
 	if err := c.o.restarter().Restart(ctx); err != nil {
@@ -522,14 +569,20 @@ func (c *Converter) Revert(ctx context.Context) error {
 	if converted && origErr != nil {
 		return fmt.Errorf("%s points at the hub but no original is saved in %s: restore it by hand", c.o.KubeletKubeconfig, c.o.StateDir)
 	}
-	if origErr == nil && converted {
-		if err := c.restoreOriginal(ctx); err != nil {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	// A kubelet restarted onto the hub whose kubeconfig was put back
+	// without a restart since (a rollback cut short) may still use it.
+	pending := st != nil && st.Phase == edgev1.ConversionConverting && st.Restarted
+	if origErr == nil && (converted || pending) {
+		if err := c.restoreOriginal(ctx, pending); err != nil {
 			return err
 		}
 	}
-	st, err := c.State()
-	if err != nil || st == nil {
-		return err
+	if st == nil {
+		return nil
 	}
 	return c.writeState(State{Phase: edgev1.ConversionReverted, Since: c.now()})
 }
@@ -613,7 +666,7 @@ func convertKubeconfig(kubeconfig []byte, hubURL string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cl.Server == hubURL {
+	if pointsAt(cl.Server, hubURL) {
 		return nil, errors.New("already points at the hub")
 	}
 	cl.Server = hubURL

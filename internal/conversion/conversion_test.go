@@ -480,9 +480,113 @@ func TestReportAnnotatesTheNode(t *testing.T) {
 
 func TestOptionsValidate(t *testing.T) {
 	err := Options{HubURL: "127.0.0.1:10261"}.Validate()
-	for _, want := range []string{"--node-name", "--kubelet-kubeconfig", "--conversion-timeout", "--systemd-socket", "not an http(s) URL"} {
+	for _, want := range []string{"--node-name", "--kubelet-kubeconfig", "--conversion-timeout", "--systemd-socket", "plain-HTTP listener"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to name %s", err, want)
 		}
 	}
 }
+
+func TestPointsAt(t *testing.T) {
+	for server, want := range map[string]bool{
+		"http://127.0.0.1:10261":   true,
+		"http://localhost:10261/":  true,
+		"http://[::1]:10261":       true,
+		"https://127.0.0.1:10268":  false,
+		"https://10.0.0.1:6443":    false,
+		"https://127.0.0.1:6444":   false,
+		"http://192.168.1.1:10261": false,
+	} {
+		if got := pointsAt(server, DefaultHubURL); got != want {
+			t.Errorf("pointsAt(%q) = %v, want %v", server, got, want)
+		}
+	}
+}
+
+// A kubeconfig switched by hand with another spelling of the hub is
+// recognised: the original is never overwritten with it.
+func TestConvertRecognisesAnotherSpellingOfTheHub(t *testing.T) {
+	r := newRig(t)
+	if err := r.c.Convert(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	b := strings.Replace(string(r.kubeconfig(t)), DefaultHubURL, "http://localhost:10261/", 1)
+	if err := os.WriteFile(r.c.o.KubeletKubeconfig, []byte(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.c.Convert(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	orig, _ := os.ReadFile(filepath.Join(r.c.o.StateDir, OriginalFile))
+	if string(orig) != string(r.original) {
+		t.Fatalf("the original was overwritten:\n%s", orig)
+	}
+}
+
+// A rollback cut short after the kubelet ran on the hub (the original
+// back on disk, the kubelet not restarted on it) is finished by the next
+// run, and a revert never leaves such a kubelet on the hub.
+func TestAnInterruptedRollbackIsFinished(t *testing.T) {
+	for _, revert := range []bool{false, true} {
+		r := newRig(t)
+		if err := os.MkdirAll(r.c.o.StateDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(r.c.o.StateDir, OriginalFile), r.original, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.c.writeState(State{Phase: edgev1.ConversionConverting, Since: time.Now(), Restarted: true, Message: "rolling back: no heartbeat"}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if revert {
+			err = r.c.Revert(context.Background())
+		} else {
+			err = r.c.Convert(context.Background(), false)
+		}
+		if revert && err != nil || !revert && !errors.Is(err, ErrRolledBack) {
+			t.Fatalf("revert=%v: %v", revert, err)
+		}
+		if n := r.restarter.restarts(); n != 1 {
+			t.Errorf("revert=%v: %d restarts, want the kubelet restarted on the original once", revert, n)
+		}
+		want := edgev1.ConversionRolledBack
+		if revert {
+			want = edgev1.ConversionReverted
+		}
+		if st := r.state(t); st.Phase != want {
+			t.Errorf("revert=%v: state %+v, want %s", revert, st, want)
+		}
+	}
+}
+
+// Told to stop while the kubelet restarts, the installer lets the restart
+// finish: a stop is not a failed switch.
+func TestAStopDuringTheRestartIsNotAFailure(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.c.o.Restarter = restartFunc(func(rctx context.Context) error {
+		cancel()
+		return rctx.Err()
+	})
+	err := r.c.Convert(ctx, false)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("Convert = %v, want it stopped", err)
+	}
+	st := r.state(t)
+	if st.Phase != edgev1.ConversionConverting || !st.Restarted || st.Failures != 0 {
+		t.Fatalf("state %+v, want Converting, restarted, no failure", st)
+	}
+	// The next installer finishes the check.
+	r.c.o.Restarter = r.restarter
+	if err := r.c.Convert(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.state(t); st.Phase != edgev1.ConversionConverted {
+		t.Fatalf("state %+v, want Converted", st)
+	}
+}
+
+type restartFunc func(context.Context) error
+
+func (f restartFunc) Restart(ctx context.Context) error { return f(ctx) }

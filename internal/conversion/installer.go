@@ -52,7 +52,7 @@ func InstallerMain(ctx context.Context, args []string, log logr.Logger) error {
 	node := &installerNode{mode: edgev1.NodeConversion(mode), unit: unit, log: log}
 	// Every phase reaches the Node as it is recorded: Converting before
 	// the check, which may take the whole timeout.
-	co.OnState = func(State) { node.report(ctx) }
+	co.OnState = func(State) { node.report(context.WithoutCancel(ctx)) }
 	c, err := New(co)
 	if err != nil {
 		return err
@@ -75,7 +75,14 @@ type installerNode struct {
 }
 
 func (n *installerNode) AfterSync(ctx context.Context) {
-	if n.mode == edgev1.NodeConversionAutomatic {
+	automatic := n.mode == edgev1.NodeConversionAutomatic
+	if !automatic {
+		// A switch started by hand, or before the unit turned Manual, is
+		// still finished or rolled back.
+		st, err := n.c.State()
+		automatic = err == nil && st != nil && st.Phase == edgev1.ConversionConverting
+	}
+	if automatic {
 		err := n.c.Convert(ctx, false)
 		switch {
 		case err == nil:
@@ -130,13 +137,26 @@ func (n *installerNode) Stopping(ctx context.Context) bool {
 	case m.Label == n.unit && m.UnitLive:
 		return false
 	case m.Label != "" && m.Label != n.unit:
-		n.log.Info("The node moved to another unit, whose installer takes the hub over", "unit", m.Label)
-		return false
+		// Moved straight into another unit: its installer takes the hub
+		// over, if that unit is live.
+		other, err := n.c.Membership(ctx, m.Label)
+		if err != nil {
+			n.log.Error(err, "Cannot tell whether the node's new unit is live; leaving the kubelet and the hub as they are", "unit", m.Label)
+			return false
+		}
+		if other.UnitLive {
+			n.log.Info("The node moved to another unit, whose installer takes the hub over", "unit", m.Label)
+			return false
+		}
 	}
 	converted, err := n.c.Converted()
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		n.log.Error(err, "Reading the kubelet's kubeconfig failed; leaving the kubelet and the hub as they are")
 		return false
+	}
+	if st, err := n.c.State(); err == nil && st != nil && st.Phase == edgev1.ConversionConverting {
+		// Mid-switch or mid-rollback: Revert finishes it on the original.
+		converted = true
 	}
 	if converted && n.mode == edgev1.NodeConversionManual {
 		n.log.Info("The node left the unit but was converted by hand: the hub stays; run `edge-hub revert` on the node, then remove " + hubinstall.KeyManifest + " from the kubelet's manifest directory")

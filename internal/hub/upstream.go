@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"sigs.k8s.io/yaml"
@@ -64,8 +65,11 @@ type kubeconfig struct {
 type credentials struct {
 	server                 string
 	caPEM, certPEM, keyPEM []byte
-	token                  string
-	insecure               bool
+	// certFile and keyFile name the files certPEM and keyPEM came from,
+	// when they did: they are read again when they change.
+	certFile, keyFile string
+	token             string
+	insecure          bool
 }
 
 func loadCredentials(cfg Config) (credentials, error) {
@@ -113,6 +117,7 @@ func loadCredentials(cfg Config) (credentials, error) {
 		if c.keyPEM, err = read(cfg.KeyFile); err != nil {
 			return c, err
 		}
+		c.certFile, c.keyFile = cfg.CertFile, cfg.KeyFile
 	}
 	if cfg.TokenFile != "" {
 		b, err := read(cfg.TokenFile)
@@ -151,6 +156,12 @@ func readKubeconfig(path string) (credentials, error) {
 		return c, fmt.Errorf("context %q not found", ctxName)
 	}
 	dir := filepath.Dir(path)
+	abs := func(p string) string {
+		if p != "" && !filepath.IsAbs(p) {
+			return filepath.Join(dir, p)
+		}
+		return p
+	}
 	file := func(data, p string) ([]byte, error) {
 		if data != "" {
 			return base64.StdEncoding.DecodeString(data)
@@ -158,10 +169,7 @@ func readKubeconfig(path string) (credentials, error) {
 		if p == "" {
 			return nil, nil
 		}
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
-		}
-		return os.ReadFile(p)
+		return os.ReadFile(abs(p))
 	}
 	found := false
 	for _, cl := range kc.Clusters {
@@ -186,6 +194,9 @@ func readKubeconfig(path string) (credentials, error) {
 		}
 		if c.keyPEM, err = file(u.User.ClientKeyData, u.User.ClientKey); err != nil {
 			return c, fmt.Errorf("user %q key: %w", userName, err)
+		}
+		if u.User.ClientCertificateData == "" && u.User.ClientKeyData == "" {
+			c.certFile, c.keyFile = abs(u.User.ClientCertificate), abs(u.User.ClientKey)
 		}
 		c.token = u.User.Token
 		if u.User.TokenFile != "" {
@@ -221,7 +232,12 @@ func newUpstream(cfg Config) (*upstream, error) {
 		if err != nil {
 			return nil, fmt.Errorf("node client certificate: %w", err)
 		}
-		tlsCfg.Certificates = []tls.Certificate{pair}
+		if creds.certFile != "" {
+			cc := &clientCert{certFile: creds.certFile, keyFile: creds.keyFile, pair: &pair, stamp: certStamp(creds.certFile, creds.keyFile)}
+			tlsCfg.GetClientCertificate = cc.get
+		} else {
+			tlsCfg.Certificates = []tls.Certificate{pair}
+		}
 	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout.Duration, KeepAlive: 15 * time.Second}
 	mk := func(h2 bool) *http.Transport {
@@ -273,4 +289,44 @@ func isLinkError(ctxErr error, err error) bool {
 		return false
 	}
 	return !errors.Is(err, context.Canceled)
+}
+
+// clientCert serves the node's client certificate from its files and reads
+// them again when they change: the kubelet rotates the certificate its
+// kubeconfig names (kubeadm's kubelet-client-current.pem, a link to the
+// latest), and the hub proxies with it for as long as it runs. A new pair
+// is used from the next TLS handshake on; a pair that does not load (caught
+// mid-rotation) leaves the last good one in use.
+type clientCert struct {
+	certFile, keyFile string
+
+	mu    sync.Mutex
+	stamp string
+	pair  *tls.Certificate
+}
+
+func (c *clientCert) get(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	stamp := certStamp(c.certFile, c.keyFile)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if stamp == c.stamp {
+		return c.pair, nil
+	}
+	pair, err := tls.LoadX509KeyPair(c.certFile, c.keyFile)
+	if err != nil {
+		return c.pair, nil
+	}
+	c.stamp, c.pair = stamp, &pair
+	return c.pair, nil
+}
+
+// certStamp changes when either file (or a link's target) changes.
+func certStamp(files ...string) string {
+	var b strings.Builder
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			fmt.Fprintf(&b, "%d.%d;", st.Size(), st.ModTime().UnixNano())
+		}
+	}
+	return b.String()
 }

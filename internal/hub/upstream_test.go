@@ -1,10 +1,14 @@
 package hub
 
 import (
+	"crypto/x509"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
 func writeKubeconfig(t *testing.T, dir, name, server string) string {
@@ -61,4 +65,75 @@ func TestCredentialsOfAConvertedNode(t *testing.T) {
 	if _, err := loadCredentials(cfg); err == nil || !strings.Contains(err.Error(), "own listener") {
 		t.Fatalf("server = the hub's HTTPS listener: %v, want it refused", err)
 	}
+}
+
+// The kubelet rotates the client certificate its kubeconfig names: the hub
+// picks the new one up at its next handshake, and keeps the last good one
+// while the files are caught mid-rotation.
+func TestClientCertificateRotation(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	write := func(cn string) {
+		t.Helper()
+		cert, key := selfSigned(t, cn)
+		if err := os.WriteFile(certFile, cert, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("system:node:old")
+	cfg := DefaultConfig()
+	cfg.Server, cfg.CertFile, cfg.KeyFile = "https://10.0.0.1:6443", certFile, keyFile
+	up, err := newUpstream(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := up.rt.TLSClientConfig.GetClientCertificate
+	if get == nil {
+		t.Fatal("a certificate from files is not read again")
+	}
+	cn := func() string {
+		t.Helper()
+		pair, err := get(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(pair.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Subject.CommonName
+	}
+	if got := cn(); got != "system:node:old" {
+		t.Fatalf("CN %q", got)
+	}
+	write("system:node:new")
+	// A different mtime for sure, whatever the file system's resolution.
+	later := time.Now().Add(time.Minute)
+	_ = os.Chtimes(certFile, later, later)
+	if got := cn(); got != "system:node:new" {
+		t.Fatalf("after rotation: CN %q, want the new certificate", got)
+	}
+	if err := os.WriteFile(keyFile, []byte("half-written"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := cn(); got != "system:node:new" {
+		t.Fatalf("mid-rotation: CN %q, want the last good certificate", got)
+	}
+}
+
+// selfSigned is a client certificate and key named cn.
+func selfSigned(t *testing.T, cn string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	ca, _, err := certs.NewCA("test", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := ca.Issue(certs.Request{CommonName: cn, Lifetime: time.Hour, Client: true}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kp.CertPEM, kp.KeyPEM
 }

@@ -122,7 +122,7 @@ func (o Options) Validate() error {
 
 // Node is what the installer does on the node besides installing files
 // (node conversion, package conversion): AfterSync runs after every
-// successful sync; Stopping runs once when the installer is told to stop
+// sync; Stopping runs once when the installer is told to stop
 // and says whether the node left the unit, so the hub's files go.
 type Node interface {
 	AfterSync(ctx context.Context)
@@ -158,7 +158,9 @@ func Run(ctx context.Context, o Options, node Node, log logr.Logger) error {
 		default:
 			lastErr = ""
 		}
-		if err == nil && node != nil {
+		// Even after a failed sync: a switch a crash interrupted is
+		// finished (or rolled back) whatever the ConfigMap's state.
+		if node != nil {
 			node.AfterSync(ctx)
 		}
 		select {

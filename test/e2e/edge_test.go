@@ -113,6 +113,11 @@ func joinSpecs() {
 		for node, name := range appPods {
 			before[node] = getPod(ctx, Default, name)
 		}
+		for _, n := range tb.Nodes {
+			b, err := n.ReadFile(testbed.KubeletKubeconfig)
+			Expect(err).NotTo(HaveOccurred())
+			directKubeconfigs[n.Name] = string(b)
+		}
 		for _, o := range samples() {
 			Expect(k8s.Create(ctx, o)).To(Succeed(), "applying %T %s", o, o.GetName())
 		}

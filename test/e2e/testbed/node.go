@@ -103,8 +103,10 @@ type Node struct {
 	containerd *Proc
 	kubelet    *Proc
 	kubeProxy  *Proc
-	// kubeletStarted is when the running kubelet was started.
+	// kubeletStarted is when the running kubelet was started;
+	// kubeletStarts counts its starts.
 	kubeletStarted time.Time
+	kubeletStarts  int
 	booted         bool
 }
 
@@ -434,6 +436,7 @@ func (n *Node) startKubelet() error {
 	}
 	var err error
 	n.kubeletStarted = time.Now()
+	n.kubeletStarts++
 	n.kubelet, err = startProc("kubelet "+n.Name, filepath.Join(n.tb.LogDir, n.Name, "kubelet.log"), n.system, nil,
 		n.inNode(n.tb.assets.k8s("kubelet"),
 			"--config="+kubeletConfig,
@@ -642,6 +645,14 @@ func (n *Node) stop() error {
 	}
 	e.add(n.cg.killAll(processKillBound))
 	return e.err()
+}
+
+// KubeletStarts counts the kubelet's starts on the node so far (boots,
+// restarts by node conversion or a spec).
+func (n *Node) KubeletStarts() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.kubeletStarts
 }
 
 // KubeletStarted is when the running kubelet was started.
