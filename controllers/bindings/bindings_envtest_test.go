@@ -277,7 +277,7 @@ var _ = Describe("Bindings controller", func() {
 					}
 				}
 				return ts
-			}, ConsistOf(edgev1.ConditionHubReady, edgev1.ConditionTunnelConnected, edgev1.ConditionTopologyProgrammed, edgev1.ConditionNetworkBound, edgev1.ConditionReady)),
+			}, ConsistOf(edgev1.ConditionHubReady, edgev1.ConditionNodesConverted, edgev1.ConditionTunnelConnected, edgev1.ConditionTopologyProgrammed, edgev1.ConditionNetworkBound, edgev1.ConditionReady)),
 			WithTransform(func(u *edgev1.EdgeUnit) int32 { return u.Status.NodeCount }, Equal(int32(1))),
 		)
 		Eventually(getUnit(ctx, name)).Should(settled)

@@ -111,13 +111,18 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if statusEqual(pool.Status, next) {
 		return reconcile.Result{}, nil
 	}
-	before := pool.DeepCopy()
 	wasReady := isReady(pool.Status.Conditions)
-	pool.Status = next
-	written.Supersede(pool.ResourceVersion)
-	if err := r.Client.Status().Patch(ctx, pool, client.MergeFrom(before), client.FieldOwner(FieldOwner)); err != nil {
-		return reconcile.Result{}, fmt.Errorf("patching status of NodePool %s: %w", pool.Name, err)
+	// Server-side apply of the whole status with every field explicit: the
+	// server then holds next whatever it held before. A merge patch is a
+	// diff from the copy this pass read, and from a stale copy it leaves
+	// alone the fields that copy already had at next's value (a
+	// notReadyNodes of 1 stays beside a readyNodes of 1), a status-only
+	// change that requeues nothing.
+	if err := r.Client.Status().Apply(ctx, newStatusApply(pool.Name, next), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return reconcile.Result{}, fmt.Errorf("applying status of NodePool %s: %w", pool.Name, err)
 	}
+	written.Supersede(pool.ResourceVersion)
+	pool.Status = next
 	r.written.Remember(pool, &pool.Status, written)
 	if nowReady := isReady(next.Conditions); nowReady != wasReady {
 		log.V(2).Info("NodePool readiness changed", "nodePool", klog.KObj(pool), "ready", nowReady)
@@ -141,8 +146,8 @@ func (r *PoolReconciler) event(pool *edgev1.NodePool, ready bool) {
 // setFinalizer adds (or, with present false, removes) the cleanup
 // finalizer by server-side applying only that list entry: no
 // resourceVersion is involved, so it neither conflicts with nor drops
-// finalizers others add.
-func (r *PoolReconciler) setFinalizer(ctx context.Context, pool *edgev1.NodePool, present bool) error {
+// finalizers others add. It returns the resourceVersion it wrote.
+func (r *PoolReconciler) setFinalizer(ctx context.Context, pool *edgev1.NodePool, present bool) (string, error) {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(edgev1.GroupVersion.WithKind("NodePool"))
 	u.SetName(pool.Name)
@@ -150,7 +155,7 @@ func (r *PoolReconciler) setFinalizer(ctx context.Context, pool *edgev1.NodePool
 		u.SetFinalizers([]string{edgev1.FinalizerNodePool})
 	}
 	if err := r.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner)); err != nil {
-		return err
+		return "", err
 	}
 	// A finalizer some other way put there (an older version, a human) is
 	// not this apply's to drop: remove that entry by position, guarded by
@@ -158,18 +163,24 @@ func (r *PoolReconciler) setFinalizer(ctx context.Context, pool *edgev1.NodePool
 	// the wrong one.
 	if i := slices.Index(u.GetFinalizers(), edgev1.FinalizerNodePool); !present && i >= 0 {
 		patch := fmt.Sprintf(`[{"op":"test","path":"/metadata/finalizers/%d","value":%q},{"op":"remove","path":"/metadata/finalizers/%d"}]`, i, edgev1.FinalizerNodePool, i)
-		return r.Client.Patch(ctx, u, client.RawPatch(types.JSONPatchType, []byte(patch)))
+		if err := r.Client.Patch(ctx, u, client.RawPatch(types.JSONPatchType, []byte(patch))); err != nil {
+			return "", err
+		}
 	}
-	return nil
+	return u.GetResourceVersion(), nil
 }
 
 func (r *PoolReconciler) addFinalizer(ctx context.Context, pool *edgev1.NodePool, written lastwrite.State[edgev1.NodePoolStatus]) error {
-	from := pool.ResourceVersion
-	if err := r.setFinalizer(ctx, pool, true); err != nil {
+	rv, err := r.setFinalizer(ctx, pool, true)
+	if err != nil {
 		return fmt.Errorf("adding finalizer to NodePool %s: %w", pool.Name, err)
 	}
-	written.Supersede(from)
+	written.Supersede(pool.ResourceVersion)
 	controllerutil.AddFinalizer(pool, edgev1.FinalizerNodePool)
+	// pool is now the version the apply made, so a status write later in
+	// this pass supersedes that one too: read from the cache, its status
+	// is older than the one written.
+	pool.ResourceVersion = rv
 	r.written.Remember(pool, &pool.Status, written)
 	return nil
 }

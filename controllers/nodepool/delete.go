@@ -32,7 +32,7 @@ func (r *PoolReconciler) reconcileDelete(ctx context.Context, pool *edgev1.NodeP
 			return nil
 		}
 	}
-	if err := r.setFinalizer(ctx, pool, false); err != nil {
+	if _, err := r.setFinalizer(ctx, pool, false); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("removing finalizer from NodePool %s: %w", pool.Name, err))
 	}
 	r.written.Forget(pool.Name)

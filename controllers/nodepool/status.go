@@ -97,6 +97,63 @@ func statusEqual(a, b edgev1.NodePoolStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
+// ownedStatus is the status as the pool controller server-side applies
+// it. It owns the whole status, and every field is explicit (zeros, an
+// empty list, an empty unit): a field left out would be left to whatever
+// the server held, and the fields an older version wrote by merge patch
+// belong to that Update entry, which an apply does not clear.
+type ownedStatus struct {
+	ObservedGeneration int64              `json:"observedGeneration"`
+	NodeCount          int32              `json:"nodeCount"`
+	ReadyNodes         int32              `json:"readyNodes"`
+	NotReadyNodes      int32              `json:"notReadyNodes"`
+	Nodes              []string           `json:"nodes"`
+	Unit               string             `json:"unit"`
+	Conditions         []metav1.Condition `json:"conditions"`
+}
+
+// statusApply is the server-side apply configuration of a pool's status.
+type statusApply struct {
+	APIVersion string      `json:"apiVersion"`
+	Kind       string      `json:"kind"`
+	Metadata   applyMeta   `json:"metadata"`
+	Status     ownedStatus `json:"status"`
+}
+
+type applyMeta struct {
+	Name string `json:"name"`
+}
+
+func newStatusApply(name string, st edgev1.NodePoolStatus) *statusApply {
+	// Empty, not nil: nil would be sent as null, which an apply drops.
+	nodes := append([]string{}, st.Nodes...)
+	conds := append([]metav1.Condition{}, st.Conditions...)
+	return &statusApply{
+		APIVersion: edgev1.GroupVersion.String(),
+		Kind:       "NodePool",
+		Metadata:   applyMeta{Name: name},
+		Status: ownedStatus{
+			ObservedGeneration: st.ObservedGeneration,
+			NodeCount:          st.NodeCount,
+			ReadyNodes:         st.ReadyNodes,
+			NotReadyNodes:      st.NotReadyNodes,
+			Nodes:              nodes,
+			Unit:               st.Unit,
+			Conditions:         conds,
+		},
+	}
+}
+
+// IsApplyConfiguration marks statusApply as an apply configuration.
+func (*statusApply) IsApplyConfiguration() {}
+
+// GetName, GetNamespace, GetKind and GetAPIVersion let controller-runtime
+// route the apply.
+func (a *statusApply) GetName() *string       { return &a.Metadata.Name }
+func (a *statusApply) GetNamespace() *string  { return nil }
+func (a *statusApply) GetKind() *string       { return &a.Kind }
+func (a *statusApply) GetAPIVersion() *string { return &a.APIVersion }
+
 func isReady(conds []metav1.Condition) bool {
 	return meta.IsStatusConditionTrue(conds, edgev1.ConditionReady)
 }
