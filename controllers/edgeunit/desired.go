@@ -268,8 +268,11 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *cor
 			Annotations: map[string]string{hubinstall.AnnotationConfigHash: configHash},
 		},
 		Spec: corev1.PodSpec{
-			HostNetwork:       true,
-			DNSPolicy:         corev1.DNSClusterFirstWithHostNet,
+			HostNetwork: true,
+			// The node's resolv.conf, as the kubelet resolves: after an
+			// offline reboot the cluster's DNS is not up before the hub
+			// is, and the apiserver may be named by a host name.
+			DNSPolicy:         corev1.DNSDefault,
 			PriorityClassName: "system-node-critical",
 			Containers: []corev1.Container{{
 				Name:    appHub,

@@ -171,11 +171,18 @@ func samples() []client.Object {
 	return objs
 }
 
-// kubectl runs kubectl as the admin.
+// kubectl runs kubectl as the admin and returns what it printed on
+// stdout; its stderr (client-side warnings and logs, such as the websocket
+// executor's) goes into the error when it fails, never into the output.
 func kubectl(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", tb.Cloud.Kubeconfig, "--request-timeout", "30s"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
 }
 
 // condition is the status of a condition type, or "" when absent.
