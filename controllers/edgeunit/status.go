@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/statusapply"
 )
 
 // maxListed bounds how many names a condition message lists.
@@ -266,37 +267,10 @@ func ownedPart(st edgev1.EdgeUnitStatus) ownedStatus {
 	return o
 }
 
-// statusApply is the server-side apply configuration of the EdgeUnit
-// controller's part of a unit's status.
-type statusApply struct {
-	APIVersion string      `json:"apiVersion"`
-	Kind       string      `json:"kind"`
-	Metadata   applyMeta   `json:"metadata"`
-	Status     ownedStatus `json:"status"`
+// newStatusApply is the server-side apply configuration of the EdgeUnit controller's part of a unit's status.
+func newStatusApply(name string, st edgev1.EdgeUnitStatus) *statusapply.Apply[ownedStatus] {
+	return statusapply.New("EdgeUnit", name, ownedPart(st))
 }
-
-type applyMeta struct {
-	Name string `json:"name"`
-}
-
-func newStatusApply(name string, st edgev1.EdgeUnitStatus) *statusApply {
-	return &statusApply{
-		APIVersion: edgev1.GroupVersion.String(),
-		Kind:       "EdgeUnit",
-		Metadata:   applyMeta{Name: name},
-		Status:     ownedPart(st),
-	}
-}
-
-// IsApplyConfiguration marks statusApply as an apply configuration.
-func (*statusApply) IsApplyConfiguration() {}
-
-// GetName, GetNamespace, GetKind and GetAPIVersion let controller-runtime
-// route the apply.
-func (a *statusApply) GetName() *string       { return &a.Metadata.Name }
-func (a *statusApply) GetNamespace() *string  { return nil }
-func (a *statusApply) GetKind() *string       { return &a.Kind }
-func (a *statusApply) GetAPIVersion() *string { return &a.APIVersion }
 
 // statusEqual compares statuses; meta.SetStatusCondition keeps transition
 // times when a condition's status did not change.

@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/statusapply"
 )
 
 // maxListedNodes bounds status.nodes; nodeCount has the full number.
@@ -112,47 +113,21 @@ type ownedStatus struct {
 	Conditions         []metav1.Condition `json:"conditions"`
 }
 
-// statusApply is the server-side apply configuration of a pool's status.
-type statusApply struct {
-	APIVersion string      `json:"apiVersion"`
-	Kind       string      `json:"kind"`
-	Metadata   applyMeta   `json:"metadata"`
-	Status     ownedStatus `json:"status"`
-}
-
-type applyMeta struct {
-	Name string `json:"name"`
-}
-
-func newStatusApply(name string, st edgev1.NodePoolStatus) *statusApply {
+// newStatusApply is the server-side apply configuration of a pool's status.
+func newStatusApply(name string, st edgev1.NodePoolStatus) *statusapply.Apply[ownedStatus] {
 	// Empty, not nil: nil would be sent as null, which an apply drops.
 	nodes := append([]string{}, st.Nodes...)
 	conds := append([]metav1.Condition{}, st.Conditions...)
-	return &statusApply{
-		APIVersion: edgev1.GroupVersion.String(),
-		Kind:       "NodePool",
-		Metadata:   applyMeta{Name: name},
-		Status: ownedStatus{
-			ObservedGeneration: st.ObservedGeneration,
-			NodeCount:          st.NodeCount,
-			ReadyNodes:         st.ReadyNodes,
-			NotReadyNodes:      st.NotReadyNodes,
-			Nodes:              nodes,
-			Unit:               st.Unit,
-			Conditions:         conds,
-		},
-	}
+	return statusapply.New("NodePool", name, ownedStatus{
+		ObservedGeneration: st.ObservedGeneration,
+		NodeCount:          st.NodeCount,
+		ReadyNodes:         st.ReadyNodes,
+		NotReadyNodes:      st.NotReadyNodes,
+		Nodes:              nodes,
+		Unit:               st.Unit,
+		Conditions:         conds,
+	})
 }
-
-// IsApplyConfiguration marks statusApply as an apply configuration.
-func (*statusApply) IsApplyConfiguration() {}
-
-// GetName, GetNamespace, GetKind and GetAPIVersion let controller-runtime
-// route the apply.
-func (a *statusApply) GetName() *string       { return &a.Metadata.Name }
-func (a *statusApply) GetNamespace() *string  { return nil }
-func (a *statusApply) GetKind() *string       { return &a.Kind }
-func (a *statusApply) GetAPIVersion() *string { return &a.APIVersion }
 
 func isReady(conds []metav1.Condition) bool {
 	return meta.IsStatusConditionTrue(conds, edgev1.ConditionReady)
