@@ -13,11 +13,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// Approver approves or denies pending CSRs for edgeunit's signers: it
+// Approver approves or denies pending CSRs for edgeunit's identities: it
 // approves a request only when the node it names asked for it (review), and
-// denies everything else at once, so that no request stays pending.
+// denies everything else at once, so that no request stays pending. A
+// kubelet-serving request that is not the hub's shape is not edgeunit's: it
+// is never decided here.
 type Approver struct {
 	Client client.Client
+	// Nodes reads Nodes uncached: a denial is final, and must not rest on a
+	// cache that has yet to see a node join its unit.
+	Nodes client.Reader
 }
 
 // Reconcile decides one CSR and records the decision through the approval
@@ -30,7 +35,10 @@ func (a *Approver) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	if !pendingOurs(csr) {
 		return reconcile.Result{}, nil
 	}
-	v := review(csr)
+	v, err := review(ctx, csr, a.Nodes)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("reviewing CSR %s: %w", csr.Name, err)
+	}
 	cond := certificatesv1.CertificateSigningRequestCondition{
 		Type:           certificatesv1.CertificateDenied,
 		Status:         corev1.ConditionTrue,

@@ -4,7 +4,10 @@
 // Kubernetes CSR API: the csr-approver controller approves a request for one
 // of edgeunit's signers (certs.SignerTunnelAgent, certs.SignerEdgeHub) only
 // when the node it names asked for exactly that node's identity, and denies
-// everything else; the csr-signer controller signs approved requests. Nodes
+// everything else; the csr-signer controller signs approved requests. Under
+// the kubelet-serving signer the approver decides only the hub's in-cluster
+// serving certificates (certs.HubInClusterIdentity), which
+// kube-controller-manager signs, and leaves every other request alone. Nodes
 // request and rotate their identities with internal/certs/csr.
 package certificates
 

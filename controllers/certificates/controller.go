@@ -25,6 +25,11 @@ import (
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/approval,verbs=update
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=certificatesigningrequests/status,verbs=update
 // +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,resourceNames=edge.edgeunit.io/tunnel-agent;edge.edgeunit.io/edge-hub,verbs=approve;sign
+// The hub's in-cluster serving certificates (certs.HubInClusterIdentity) need
+// `approve` on the kubelet-serving signer and nothing more:
+// kube-controller-manager signs them. The approver reads the Node first.
+// +kubebuilder:rbac:groups=certificates.k8s.io,resources=signers,resourceNames=kubernetes.io/kubelet-serving,verbs=approve
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get
 
 // Defaults for Options.
 const (
@@ -52,10 +57,10 @@ type Options struct {
 	Clock clock.PassiveClock
 }
 
-// SetupWithManager registers the CSR approver and the CSR signer for
-// edgeunit's node identities (certs.Identities). The signer reads the CA
-// Secret with an uncached client and creates it on first use (EnsureCA), so
-// the manager needs no Secret cache.
+// SetupWithManager registers the CSR approver for edgeunit's node identities
+// (certs.Identities) and the CSR signer for those edgeunit signs. The signer
+// reads the CA Secret with an uncached client and creates it on first use
+// (EnsureCA), so the manager needs no Secret cache.
 func SetupWithManager(_ context.Context, mgr ctrl.Manager, o Options) error {
 	if o.Namespace == "" {
 		return errors.New("certificates: the CA namespace is required")
@@ -77,7 +82,7 @@ func SetupWithManager(_ context.Context, mgr ctrl.Manager, o Options) error {
 		return fmt.Errorf("creating an uncached client for the CA: %w", err)
 	}
 
-	a := &Approver{Client: mgr.GetClient()}
+	a := &Approver{Client: mgr.GetClient(), Nodes: mgr.GetAPIReader()}
 	if err := ctrl.NewControllerManagedBy(mgr).
 		Named("csr-approver").
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(pendingOurs))).
@@ -103,9 +108,11 @@ func SetupWithManager(_ context.Context, mgr ctrl.Manager, o Options) error {
 	return nil
 }
 
-// ours says whether the CSR is for one of edgeunit's signers.
+// ours says whether the CSR asks for one of edgeunit's identities
+// (identityOf); any other, the kubelet's own serving certificate under the
+// same signer as the hub's included, is left to other approvers.
 func ours(csr *certificatesv1.CertificateSigningRequest) bool {
-	_, ok := certs.IdentityForSigner(csr.Spec.SignerName)
+	_, ok := identityOf(csr)
 	return ok
 }
 
@@ -124,10 +131,15 @@ func pendingOurs(obj client.Object) bool {
 	return ok && ours(csr) && !hasCondition(csr, certificatesv1.CertificateApproved) && !hasCondition(csr, certificatesv1.CertificateDenied)
 }
 
-// unsigned: ours, approved, not denied or failed, no certificate yet.
+// unsigned: ours and signed by edgeunit (not an ExternalSigner identity),
+// approved, not denied or failed, no certificate yet.
 func unsignedOurs(obj client.Object) bool {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
-	return ok && ours(csr) && hasCondition(csr, certificatesv1.CertificateApproved) &&
+	if !ok {
+		return false
+	}
+	id, ok := identityOf(csr)
+	return ok && !id.ExternalSigner && hasCondition(csr, certificatesv1.CertificateApproved) &&
 		!hasCondition(csr, certificatesv1.CertificateDenied) && !hasCondition(csr, certificatesv1.CertificateFailed) &&
 		len(csr.Status.Certificate) == 0
 }

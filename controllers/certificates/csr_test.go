@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -23,9 +25,11 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/internal/certs"
 	"github.com/edgeunit/edgeunit/internal/certs/csr"
+	"github.com/edgeunit/edgeunit/internal/testenv/suite"
 )
 
 var _ = Describe("CSR approver and signer", func() {
@@ -193,6 +197,137 @@ var _ = Describe("The node-side requester", func() {
 		Expect(err).To(HaveOccurred())
 	})
 })
+
+// envtest runs no kube-controller-manager: nothing signs kubelet-serving
+// requests unless a spec plays its part.
+var _ = Describe("The hub's in-cluster serving certificate", func() {
+	hubIP := net.ParseIP(certs.DefaultHubInClusterIP)
+	serveOnly := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}
+
+	It("is approved for a node in a unit, and signed by the cluster CA, not by edgeunit", func(ctx SpecContext) {
+		node := nodeInUnit(ctx, "site-a")
+		cs := clientsetAs("system:node:"+node, "system:nodes")
+		hub, err := csr.New(csr.Config{Client: cs, Identity: certs.HubInClusterIdentity, Node: node, Dir: GinkgoT().TempDir(), IPs: []net.IP{hubIP}, Lifetime: time.Hour, Clock: clk})
+		Expect(err).NotTo(HaveOccurred())
+		ensured := make(chan error, 1)
+		go func() { ensured <- hub.Ensure(ctx) }()
+
+		By("the approver approving the request")
+		var req certificatesv1.CertificateSigningRequest
+		Eventually(func(g Gomega) {
+			var list certificatesv1.CertificateSigningRequestList
+			g.Expect(k8s.List(ctx, &list)).To(Succeed())
+			var mine []certificatesv1.CertificateSigningRequest
+			for _, c := range list.Items {
+				if strings.HasPrefix(c.Name, "edgeunit-edge-hub-incluster-"+node+"-") {
+					mine = append(mine, c)
+				}
+			}
+			g.Expect(mine).To(HaveLen(1))
+			req = mine[0]
+			g.Expect(req.Status.Conditions).NotTo(BeEmpty())
+		}).Should(Succeed())
+		Expect(req.Spec.SignerName).To(Equal(certs.SignerKubeletServing))
+		Expect(req.Spec.Usages).To(Equal(serveOnly))
+		approved := condition(&req, certificatesv1.CertificateApproved)
+		Expect(approved).NotTo(BeNil(), "conditions: %+v", req.Status.Conditions)
+		Expect(approved.Reason).To(Equal(certificates.ReasonAutoApproved))
+
+		By("edgeunit's signer leaving it to kube-controller-manager")
+		Consistently(func(g Gomega) {
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(&req), &req)).To(Succeed())
+			g.Expect(req.Status.Certificate).To(BeEmpty())
+			g.Expect(req.Status.Conditions).To(HaveLen(1))
+		}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+
+		By("playing kube-controller-manager: signing with the cluster CA")
+		clusterCA, _, err := certs.NewCA("cluster-ca", 24*time.Hour, clk.Now())
+		Expect(err).NotTo(HaveOccurred())
+		block, _ := pem.Decode(req.Spec.Request)
+		x509req, err := x509.ParseCertificateRequest(block.Bytes)
+		Expect(err).NotTo(HaveOccurred())
+		der, err := clusterCA.Sign(certs.Request{
+			CommonName: x509req.Subject.CommonName, Organization: x509req.Subject.Organization, IPs: x509req.IPAddresses, Lifetime: time.Hour, Server: true,
+		}, x509req.PublicKey, clk.Now())
+		Expect(err).NotTo(HaveOccurred())
+		req.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+		Expect(k8s.Status().Update(ctx, &req)).To(Succeed())
+		Eventually(ensured).Should(Receive(BeNil()))
+
+		By("a client that trusts only the cluster CA accepting the hub at its link-local address")
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: hub.GetCertificate, MinVersion: tls.VersionTLS13})
+		Expect(err).NotTo(HaveOccurred())
+		defer ln.Close()
+		go func() {
+			defer GinkgoRecover()
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			if conn.(*tls.Conn).HandshakeContext(ctx) == nil {
+				_, _ = io.WriteString(conn, "ok")
+			}
+		}()
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: clusterCA.Pool(), ServerName: certs.DefaultHubInClusterIP, Time: clk.Now, MinVersion: tls.VersionTLS13})
+		Expect(err).NotTo(HaveOccurred())
+		defer conn.Close()
+		Expect(io.ReadAll(conn)).To(Equal([]byte("ok")))
+		leaf := hub.Current().Leaf
+		Expect(leaf.Subject.CommonName).To(Equal("system:node:" + node))
+		Expect(leaf.ExtKeyUsage).To(Equal([]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}))
+	})
+
+	It("is denied for a node in no unit, and a kubelet's own serving request is left alone", func(ctx SpecContext) {
+		node := nodeInUnit(ctx, "")
+		cs := clientsetAs("system:node:"+node, "system:nodes")
+		kubelet := createServingCSR(ctx, cs, node, []string{node + ".example"}, []net.IP{net.ParseIP("192.0.2.17")},
+			[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth})
+		hub := createServingCSR(ctx, cs, node, nil, []net.IP{hubIP}, serveOnly)
+
+		denied := condition(decided(ctx, hub), certificatesv1.CertificateDenied)
+		Expect(denied).NotTo(BeNil())
+		Expect(denied.Reason).To(Equal(certificates.ReasonNodeNotInUnit))
+		Expect(denied.Message).To(ContainSubstring(`node %q is in no edge unit`, node))
+
+		got := &certificatesv1.CertificateSigningRequest{}
+		Consistently(func(g Gomega) {
+			suite.Idle(g)
+			g.Expect(k8s.Get(ctx, client.ObjectKey{Name: kubelet}, got)).To(Succeed())
+			g.Expect(got.Status.Conditions).To(BeEmpty())
+			g.Expect(got.Status.Certificate).To(BeEmpty())
+		}, 2*time.Second, 200*time.Millisecond).Should(Succeed())
+	})
+})
+
+// nodeInUnit creates a Node, in unit when unit is not "", deleted when the
+// spec ends, and returns its name.
+func nodeInUnit(ctx context.Context, unit string) string {
+	GinkgoHelper()
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: suite.Uniq("hub-node")}}
+	if unit != "" {
+		n.Labels = map[string]string{edgev1.LabelUnit: unit}
+	}
+	Expect(k8s.Create(ctx, n)).To(Succeed())
+	DeferCleanup(func(ctx context.Context) { Expect(client.IgnoreNotFound(k8s.Delete(ctx, n))).To(Succeed()) })
+	return n.Name
+}
+
+// createServingCSR submits, as cs, a kubelet-serving CSR of node for the
+// SANs dns and ips and returns its name.
+func createServingCSR(ctx context.Context, cs kubernetes.Interface, node string, dns []string, ips []net.IP, usages []certificatesv1.KeyUsage) string {
+	GinkgoHelper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	Expect(err).NotTo(HaveOccurred())
+	req, err := certutil.MakeCSR(key, &pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}, dns, ips)
+	Expect(err).NotTo(HaveOccurred())
+	created, err := cs.CertificatesV1().CertificateSigningRequests().Create(ctx, &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "test-serving-"},
+		Spec:       certificatesv1.CertificateSigningRequestSpec{Request: req, SignerName: certs.SignerKubeletServing, Usages: usages},
+	}, metav1.CreateOptions{})
+	Expect(err).NotTo(HaveOccurred())
+	return created.Name
+}
 
 // createCSR submits a CSR as cs and returns its name and key.
 func createCSR(ctx context.Context, cs kubernetes.Interface, signer, cn, org string, usages []certificatesv1.KeyUsage, seconds int32) (string, *ecdsa.PrivateKey) {

@@ -1,6 +1,7 @@
 package certificates
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -12,8 +13,13 @@ import (
 	"strings"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
@@ -28,6 +34,9 @@ const (
 	// ReasonRequesterMismatch: the requester is not the node the
 	// certificate names.
 	ReasonRequesterMismatch = "EdgeunitRequesterMismatch"
+	// ReasonNodeNotInUnit: the node the certificate names does not exist
+	// or is in no edge unit, so it runs no hub to serve with it.
+	ReasonNodeNotInUnit = "EdgeunitNodeNotInUnit"
 	// ReasonSigningFailed: the signer will not issue an approved request.
 	ReasonSigningFailed = "EdgeunitSigningFailed"
 )
@@ -59,28 +68,63 @@ func invalid(reason, format string, args ...any) *problem {
 	return &problem{Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
-// review decides whether to approve a CSR for one of edgeunit's signers. It
-// approves only when the request asks for exactly what its component may hold
-// on one node (inspect) and the requester is that node (requesterMayHold).
-// Everything else is denied with a message naming what is wrong: Denied is
-// final, and a request that cannot become right must not stay pending.
-func review(csr *certificatesv1.CertificateSigningRequest) verdict {
-	id, ok := certs.IdentityForSigner(csr.Spec.SignerName)
+// identityOf returns the edgeunit identity a CSR asks for, if the CSR is
+// edgeunit's at all (certs.IdentityForRequest): everything under edgeunit's
+// signers, and under the kubelet-serving signer only requests of the hub's
+// in-cluster shape.
+func identityOf(csr *certificatesv1.CertificateSigningRequest) (certs.Identity, bool) {
+	req, _ := parseRequest(csr.Spec.Request)
+	return certs.IdentityForRequest(csr.Spec.SignerName, req)
+}
+
+// review decides whether to approve a CSR for one of edgeunit's identities
+// (identityOf). It approves only when the request asks for exactly what its
+// component may hold on one node (inspect), the requester is that node
+// (requesterMayHold) and, for an identity the cluster CA signs, the node is
+// in an edge unit (nodeInUnit). Everything else is denied with a message
+// naming what is wrong: Denied is final, and a request that cannot become
+// right must not stay pending. It errs only when it cannot read the Node.
+func review(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, nodes client.Reader) (verdict, error) {
+	id, ok := identityOf(csr)
 	if !ok {
-		return verdict{Reason: ReasonInvalidIdentity, Message: fmt.Sprintf("signerName %q is not an edgeunit signer", csr.Spec.SignerName)}
+		return verdict{Reason: ReasonInvalidIdentity, Message: fmt.Sprintf("signerName %q is not an edgeunit signer", csr.Spec.SignerName)}, nil
 	}
 	_, node, p := inspect(id, csr.Spec)
 	if p == nil {
-		p = requesterMayHold(csr.Spec.Username, csr.Spec.Groups, node)
+		p = requesterMayHold(id, csr.Spec.Username, csr.Spec.Groups, node)
+	}
+	if p == nil && id.ExternalSigner {
+		var err error
+		if p, err = nodeInUnit(ctx, nodes, node); err != nil {
+			return verdict{}, err
+		}
 	}
 	if p != nil {
-		return verdict{Reason: p.Reason, Message: p.Message}
+		return verdict{Reason: p.Reason, Message: p.Message}, nil
 	}
 	return verdict{
 		Approve: true,
 		Reason:  ReasonAutoApproved,
 		Message: fmt.Sprintf("Auto-approved %s identity of node %q requested by %q", id.Component, node, csr.Spec.Username),
+	}, nil
+}
+
+// nodeInUnit requires the Node to exist and to be in an edge unit: only a
+// unit's nodes run a hub, and a certificate that every pod trusts goes to no
+// other node.
+func nodeInUnit(ctx context.Context, nodes client.Reader, node string) (*problem, error) {
+	n := &metav1.PartialObjectMetadata{}
+	n.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Node"))
+	if err := nodes.Get(ctx, client.ObjectKey{Name: node}, n); err != nil {
+		if apierrors.IsNotFound(err) {
+			return invalid(ReasonNodeNotInUnit, "node %q does not exist", node), nil
+		}
+		return nil, fmt.Errorf("reading node %q: %w", node, err)
 	}
+	if n.Labels[edgev1.LabelUnit] == "" {
+		return invalid(ReasonNodeNotInUnit, "node %q is in no edge unit (no label %s): only a unit's nodes run a hub that serves in-cluster clients", node, edgev1.LabelUnit), nil
+	}
+	return nil, nil
 }
 
 // inspect parses the request and checks that it asks for id on one node and
@@ -88,16 +132,9 @@ func review(csr *certificatesv1.CertificateSigningRequest) verdict {
 // and the node. The signer runs it again, so that a CSR a human approved by
 // hand still cannot mint anything but a node identity.
 func inspect(id certs.Identity, spec certificatesv1.CertificateSigningRequestSpec) (*x509.CertificateRequest, string, *problem) {
-	block, rest := pem.Decode(spec.Request)
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return nil, "", invalid(ReasonInvalidRequest, "spec.request holds no PEM CERTIFICATE REQUEST block")
-	}
-	if len(strings.TrimSpace(string(rest))) != 0 {
-		return nil, "", invalid(ReasonInvalidRequest, "spec.request holds data after the CERTIFICATE REQUEST block")
-	}
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return nil, "", invalid(ReasonInvalidRequest, "parsing the certificate request: %v", err)
+	req, p := parseRequest(spec.Request)
+	if p != nil {
+		return nil, "", p
 	}
 	if err := req.CheckSignature(); err != nil {
 		return nil, "", invalid(ReasonInvalidRequest, "the certificate request's signature does not verify: %v", err)
@@ -117,6 +154,23 @@ func inspect(id certs.Identity, spec certificatesv1.CertificateSigningRequestSpe
 		return nil, "", p
 	}
 	return req, node, nil
+}
+
+// parseRequest parses spec.request: exactly one PEM CERTIFICATE REQUEST
+// block. It does not check the signature.
+func parseRequest(data []byte) (*x509.CertificateRequest, *problem) {
+	block, rest := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, invalid(ReasonInvalidRequest, "spec.request holds no PEM CERTIFICATE REQUEST block")
+	}
+	if len(strings.TrimSpace(string(rest))) != 0 {
+		return nil, invalid(ReasonInvalidRequest, "spec.request holds data after the CERTIFICATE REQUEST block")
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, invalid(ReasonInvalidRequest, "parsing the certificate request: %v", err)
+	}
+	return req, nil
 }
 
 // checkKey accepts ECDSA P-256/P-384 and RSA of 2048 to 8192 bits.
@@ -174,8 +228,12 @@ func checkSubject(id certs.Identity, req *x509.CertificateRequest) (string, *pro
 // checkUsages requires client auth, allows digital signature and key
 // encipherment (RSA key exchange needs it), and server auth only for
 // identities that may serve loopback. It reports whether server auth was
-// asked for.
+// asked for. An identity that ServesLinkLocal has usages of its own
+// (checkServingUsages).
 func checkUsages(id certs.Identity, usages []certificatesv1.KeyUsage) (serving bool, _ *problem) {
+	if id.ServesLinkLocal {
+		return true, checkServingUsages(id, usages)
+	}
 	client := false
 	for _, u := range usages {
 		switch u {
@@ -197,7 +255,35 @@ func checkUsages(id certs.Identity, usages []certificatesv1.KeyUsage) (serving b
 	return serving, nil
 }
 
+// checkServingUsages requires server auth and digital signature, allows key
+// encipherment, and refuses everything else, client auth first of all: a
+// certificate of system:node:<node> that may authenticate clients would be
+// the node's credential for the apiserver. kube-controller-manager's
+// kubelet-serving signer accepts exactly these sets, so a request it would
+// fail is denied here, with a reason, instead.
+func checkServingUsages(id certs.Identity, usages []certificatesv1.KeyUsage) *problem {
+	var server, signature bool
+	for _, u := range usages {
+		switch u {
+		case certificatesv1.UsageServerAuth:
+			server = true
+		case certificatesv1.UsageDigitalSignature:
+			signature = true
+		case certificatesv1.UsageKeyEncipherment:
+		default:
+			return invalid(ReasonInvalidIdentity, "usage %q is not allowed for a %s identity: allowed are %q", u, id.Component, allowedUsages(id))
+		}
+	}
+	if !server || !signature {
+		return invalid(ReasonInvalidIdentity, "usages %q and %q are required for a %s identity", certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth, id.Component)
+	}
+	return nil
+}
+
 func allowedUsages(id certs.Identity) []certificatesv1.KeyUsage {
+	if id.ServesLinkLocal {
+		return []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth}
+	}
 	u := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageClientAuth}
 	if id.MayServeLoopback {
 		u = append(u, certificatesv1.UsageServerAuth)
@@ -206,10 +292,20 @@ func allowedUsages(id certs.Identity) []certificatesv1.KeyUsage {
 }
 
 // checkSANs rejects every SAN except, for a serving loopback identity, the
-// loopback names. URIs and emails are never allowed.
+// loopback names, and requires link-local IP SANs and nothing else of an
+// identity that ServesLinkLocal. URIs and emails are never allowed.
 func checkSANs(id certs.Identity, req *x509.CertificateRequest, serving bool) *problem {
 	if len(req.URIs) > 0 || len(req.EmailAddresses) > 0 {
 		return invalid(ReasonInvalidIdentity, "URI and email SANs are not allowed in a %s identity", id.Component)
+	}
+	if id.ServesLinkLocal {
+		if len(req.DNSNames) > 0 {
+			return invalid(ReasonInvalidIdentity, "DNS SANs %q are not allowed: a %s identity serves only link-local IP addresses", req.DNSNames, id.Component)
+		}
+		if err := certs.CheckLinkLocalIPs(req.IPAddresses); err != nil {
+			return invalid(ReasonInvalidIdentity, "a %s identity serves only link-local IP addresses: %v", id.Component, err)
+		}
+		return nil
 	}
 	if len(req.DNSNames) == 0 && len(req.IPAddresses) == 0 {
 		return nil
@@ -230,7 +326,7 @@ func checkSANs(id certs.Identity, req *x509.CertificateRequest, serving bool) *p
 	return nil
 }
 
-// requesterMayHold says whether the CSR's requester may hold an identity of
+// requesterMayHold says whether the CSR's requester may hold identity id of
 // node. Two requesters may:
 //   - the node itself: user system:node:<node> in group system:nodes (the
 //     kubelet's credential, which node components reuse);
@@ -239,12 +335,17 @@ func checkSANs(id certs.Identity, req *x509.CertificateRequest, serving bool) *p
 //     no node, is usually shared by many machines, and "the Node object does
 //     not exist yet" is no binding either — any token holder could claim the
 //     name of a node that has yet to join and keep its identity afterwards.
-func requesterMayHold(username string, groups []string, node string) *problem {
+//     No bootstrap token may request an identity the cluster CA signs
+//     (ExternalSigner): every pod trusts it, and the node that needs it is in
+//     a unit, so it has joined and holds the kubelet's credential.
+func requesterMayHold(id certs.Identity, username string, groups []string, node string) *problem {
 	switch {
 	case username == nodeUserPrefix+node && slices.Contains(groups, nodesGroup):
 		return nil
 	case strings.HasPrefix(username, nodeUserPrefix) && slices.Contains(groups, nodesGroup):
 		return invalid(ReasonRequesterMismatch, "node %q may not request the identity of node %q", strings.TrimPrefix(username, nodeUserPrefix), node)
+	case id.ExternalSigner:
+		return invalid(ReasonRequesterMismatch, "requester %q (groups %q) is not node %q: only %q in group %q may request its %s identity", username, groups, node, nodeUserPrefix+node, nodesGroup, id.Component)
 	case strings.HasPrefix(username, bootstrapUserPrefix) && slices.Contains(groups, bootstrappersGroup):
 		if slices.Contains(groups, certs.BootstrapNodeGroup(node)) {
 			return nil

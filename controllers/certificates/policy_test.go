@@ -1,6 +1,7 @@
 package certificates
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,7 +15,11 @@ import (
 	"testing"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
@@ -34,12 +39,28 @@ func TestReview(t *testing.T) {
 	node1 := requester{"system:node:n1", []string{"system:nodes", "system:authenticated"}}
 	client := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
 	serving := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth, certificatesv1.UsageServerAuth}
+	// The hub's in-cluster serving certificate: the kubelet's subject,
+	// link-local IPs only, server auth only.
+	kubeletSubject := func(node string) pkix.Name {
+		return pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}
+	}
+	hubIP := []net.IP{net.ParseIP(certs.DefaultHubInClusterIP)}
+	serveOnly := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth}
+	// n1 is in a unit, n2 is not, n3 does not exist.
+	nodes := fake.NewClientBuilder().WithObjects(
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", Labels: map[string]string{edgev1.LabelUnit: "site-a"}}},
+		&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n2"}},
+	).Build()
+	node2 := requester{"system:node:n2", []string{"system:nodes", "system:authenticated"}}
 
 	tests := map[string]struct {
 		signer  string
 		request []byte
 		usages  []certificatesv1.KeyUsage
 		by      requester
+		// ignored: the CSR is not edgeunit's; it is neither approved nor
+		// denied, nor signed.
+		ignored bool
 		// wantReason is the condition's reason; wantMessage a part of its
 		// message.
 		wantReason  string
@@ -177,7 +198,94 @@ func TestReview(t *testing.T) {
 		},
 		"foreign signer": {
 			signer: "kubernetes.io/kube-apiserver-client", request: makeCSR(t, p256, x509.CertificateRequest{Subject: agentSubject}), usages: client, by: node1,
-			wantReason: ReasonInvalidIdentity, wantMessage: "is not an edgeunit signer",
+			ignored: true,
+		},
+
+		"hub in-cluster serving on a node in a unit": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1,
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP}),
+			wantReason: ReasonAutoApproved, wantMessage: `edge-hub-incluster identity of node "n1"`,
+		},
+		"hub in-cluster: RSA with key encipherment, IPv4 and IPv6 link-local": {
+			signer: certs.SignerKubeletServing, by: node1,
+			usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth},
+			request:    makeCSR(t, rsa2048, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: []net.IP{net.ParseIP("169.254.31.1"), net.ParseIP("fe80::31:1")}}),
+			wantReason: ReasonAutoApproved,
+		},
+		"hub in-cluster asked for by another node": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node2,
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP}),
+			wantReason: ReasonRequesterMismatch, wantMessage: `node "n2" may not request the identity of node "n1"`,
+		},
+		"hub in-cluster by a bootstrap token bound to the node": {
+			signer: certs.SignerKubeletServing, usages: serveOnly,
+			by:         requester{"system:bootstrap:abcdef", []string{"system:bootstrappers", certs.BootstrapNodeGroup("n1"), "system:authenticated"}},
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP}),
+			wantReason: ReasonRequesterMismatch, wantMessage: `only "system:node:n1" in group "system:nodes" may request its edge-hub-incluster identity`,
+		},
+		"hub in-cluster by a user who is not a node": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: requester{"alice", []string{"system:authenticated"}},
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP}),
+			wantReason: ReasonRequesterMismatch, wantMessage: `requester "alice"`,
+		},
+		"hub in-cluster with client auth": {
+			signer: certs.SignerKubeletServing, by: node1,
+			usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth, certificatesv1.UsageClientAuth},
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP}),
+			wantReason: ReasonInvalidIdentity, wantMessage: `usage "client auth" is not allowed for a edge-hub-incluster identity`,
+		},
+		"hub in-cluster without server auth": {
+			signer: certs.SignerKubeletServing, by: node1, usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature},
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP}),
+			wantReason: ReasonInvalidIdentity, wantMessage: `usages "digital signature" and "server auth" are required`,
+		},
+		"hub in-cluster on a node in no unit": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node2,
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n2"), IPAddresses: hubIP}),
+			wantReason: ReasonNodeNotInUnit, wantMessage: `node "n2" is in no edge unit`,
+		},
+		"hub in-cluster on a node that does not exist": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: requester{"system:node:n3", []string{"system:nodes"}},
+			request:    makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n3"), IPAddresses: hubIP}),
+			wantReason: ReasonNodeNotInUnit, wantMessage: `node "n3" does not exist`,
+		},
+		"hub in-cluster with a bad signature": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1,
+			request:    tamper(t, makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: hubIP})),
+			wantReason: ReasonInvalidRequest, wantMessage: "signature does not verify",
+		},
+		"kubelet-serving with a DNS SAN is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), DNSNames: []string{"n1"}, IPAddresses: hubIP}),
+		},
+		"kubelet-serving with a node IP beside the link-local one is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: []net.IP{hubIP[0], net.ParseIP("10.0.0.5")}}),
+		},
+		"kubelet-serving with a loopback IP is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), IPAddresses: certs.LoopbackIPs()}),
+		},
+		"the kubelet's own serving CSR is not ours": {
+			signer: certs.SignerKubeletServing, by: node1, ignored: true,
+			usages:  []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth},
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1"), DNSNames: []string{"n1.example"}, IPAddresses: []net.IP{net.ParseIP("192.0.2.11")}}),
+		},
+		"kubelet-serving without SANs is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: kubeletSubject("n1")}),
+		},
+		"kubelet-serving with another organization is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:n1", Organization: []string{"system:nodes", "system:masters"}}, IPAddresses: hubIP}),
+		},
+		"kubelet-serving for a hub CN is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: makeCSR(t, p256, x509.CertificateRequest{Subject: hubSubject, IPAddresses: hubIP}),
+		},
+		"unparsable kubelet-serving CSR is not ours": {
+			signer: certs.SignerKubeletServing, usages: serveOnly, by: node1, ignored: true,
+			request: []byte("not a PEM"),
 		},
 	}
 	for name, tc := range tests {
@@ -185,7 +293,29 @@ func TestReview(t *testing.T) {
 			csr := &certificatesv1.CertificateSigningRequest{Spec: certificatesv1.CertificateSigningRequestSpec{
 				SignerName: tc.signer, Request: tc.request, Usages: tc.usages, Username: tc.by.user, Groups: tc.by.groups,
 			}}
-			got := review(csr)
+			approved := csr.DeepCopy()
+			approved.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue}}
+			// edgeunit signs only what its own signers issue, never what
+			// kube-controller-manager signs.
+			if want := !tc.ignored && tc.signer != certs.SignerKubeletServing; unsignedOurs(approved) != want {
+				t.Errorf("the signer takes the approved CSR: %v, want %v", !want, want)
+			}
+			got, err := review(context.Background(), csr, nodes)
+			if err != nil {
+				t.Fatalf("review: %v", err)
+			}
+			if tc.ignored {
+				if pendingOurs(csr) {
+					t.Error("the approver takes a CSR that is not edgeunit's")
+				}
+				if got.Approve || got.Reason != ReasonInvalidIdentity {
+					t.Errorf("review() of a CSR that is not edgeunit's = %+v, want no approval", got)
+				}
+				return
+			}
+			if !pendingOurs(csr) {
+				t.Fatal("the approver leaves the CSR alone")
+			}
 			if got.Approve != (tc.wantReason == ReasonAutoApproved) || got.Reason != tc.wantReason {
 				t.Fatalf("review() = %+v, want reason %s", got, tc.wantReason)
 			}

@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"net"
 	"testing"
 	"time"
 
@@ -97,5 +98,41 @@ func TestSignerReconcile(t *testing.T) {
 				t.Errorf("SANs %v %v", cert.DNSNames, cert.IPAddresses)
 			}
 		})
+	}
+}
+
+// TestSignerLeavesKubeletServing: an approved hub in-cluster request is
+// kube-controller-manager's to sign, with the cluster CA; edgeunit's signer
+// neither signs nor fails it.
+func TestSignerLeavesKubeletServing(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	csr := &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{Name: "req"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			SignerName: certs.SignerKubeletServing,
+			Request: makeCSR(t, mustECDSA(t, elliptic.P256()), x509.CertificateRequest{
+				Subject:     pkix.Name{CommonName: "system:node:n1", Organization: []string{"system:nodes"}},
+				IPAddresses: []net.IP{net.ParseIP(certs.DefaultHubInClusterIP)},
+			}),
+			Usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth},
+		},
+		Status: certificatesv1.CertificateSigningRequestStatus{Conditions: []certificatesv1.CertificateSigningRequestCondition{
+			{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: ReasonAutoApproved},
+		}},
+	}
+	c := fake.NewClientBuilder().WithScheme(clientgoscheme.Scheme).WithObjects(csr).WithStatusSubresource(csr).Build()
+	s := &Signer{
+		Client: c, Clock: testingclock.NewFakePassiveClock(now), DefaultLifetime: DefaultLifetime, MaxLifetime: DefaultMaxLifetime,
+		CA: func(context.Context) (*certs.CA, error) { t.Fatal("the signer fetched the CA"); return nil, nil },
+	}
+	if _, err := s.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(csr)}); err != nil {
+		t.Fatalf("Reconcile: %v", err)
+	}
+	got := &certificatesv1.CertificateSigningRequest{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(csr), got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Status.Certificate) != 0 || len(got.Status.Conditions) != 1 {
+		t.Errorf("the signer touched the request: %+v", got.Status)
 	}
 }

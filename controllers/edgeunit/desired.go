@@ -147,6 +147,9 @@ func desiredHubConfig(u *edgev1.EdgeUnit, o Options) hub.Config {
 	// original the conversion kept.
 	cfg.OriginalKubeconfig = hostConversionDir + "/" + conversion.OriginalFile
 	cfg.DataDir = hubDataDir
+	// In-cluster clients on the node reach the hub too: the kubelet hands
+	// pods this address as the apiserver's (see hub.Config).
+	cfg.ListenInCluster = hub.DefaultListenInCluster
 	if len(u.Spec.Hub.CacheClients) > 0 {
 		var clients []string
 		for _, c := range u.Spec.Hub.CacheClients {
@@ -245,19 +248,19 @@ func desiredHubPod(u *edgev1.EdgeUnit, image, configHash string, o Options) *cor
 	}
 	// Root, whatever user the image names: the kubelet's key and the
 	// files the installer writes belong to root on the node. No
-	// capabilities beyond what netbind needs.
+	// capability but NET_ADMIN: the hub puts its in-cluster listener's
+	// address on the node's loopback interface, and netbind sets the VXLAN
+	// device's MAC.
 	security := &corev1.SecurityContext{
 		RunAsUser:                new(int64(0)),
 		AllowPrivilegeEscalation: new(false),
 		ReadOnlyRootFilesystem:   new(true),
-		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_ADMIN"}},
 	}
 	if networkAutonomy(u) {
-		// Setting the VXLAN device's MAC needs NET_ADMIN; edge-ipam finds
-		// the hub's socket in a host directory.
+		// edge-ipam finds the hub's socket in a host directory.
 		mounts = append(mounts, corev1.VolumeMount{Name: "netbind", MountPath: hostNetbindDir})
 		volumes = append(volumes, hostPath("netbind", hostNetbindDir, corev1.HostPathDirectoryOrCreate))
-		security.Capabilities.Add = []corev1.Capability{"NET_ADMIN"}
 	}
 	return &corev1.Pod{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
@@ -369,6 +372,7 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 			"--hub-url=http://"+listen,
 			"--hub-admin-url=http://"+net.JoinHostPort("127.0.0.1", strconv.Itoa(hubAdminPort)),
 			"--systemd-socket="+hostSystemdDir+"/private",
+			"--in-cluster-address="+hub.DefaultListenInCluster,
 		).
 		WithEnv(corev1ac.EnvVar().WithName("NODE_NAME").WithValueFrom(corev1ac.EnvVarSource().
 			WithFieldRef(corev1ac.ObjectFieldSelector().WithAPIVersion("v1").WithFieldPath("spec.nodeName")))).
@@ -380,11 +384,13 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 			WithRequests(corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("5m"), corev1.ResourceMemory: resource.MustParse("16Mi")}).
 			WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")})).
 		// Root: the kubelet's files belong to root, and systemd takes
-		// requests on its private socket from root only.
+		// requests on its private socket from root only. NET_ADMIN: when
+		// the node leaves, it removes the hub's in-cluster address.
 		WithSecurityContext(corev1ac.SecurityContext().
 			WithRunAsUser(0).
 			WithAllowPrivilegeEscalation(false).
-			WithReadOnlyRootFilesystem(true)).
+			WithReadOnlyRootFilesystem(true).
+			WithCapabilities(corev1ac.Capabilities().WithAdd("NET_ADMIN"))).
 		WithVolumeMounts(
 			corev1ac.VolumeMount().WithName("source").WithMountPath(installerSourceDir).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName("manifests").WithMountPath("/host"+hostManifestDir),

@@ -539,12 +539,15 @@ func TestHubEnforcesNetworkBindingsOnlyWhenAsked(t *testing.T) {
 			// The image's user (nonroot) could not read the kubelet's key
 			// nor the installer's files.
 			if sc.RunAsUser == nil || *sc.RunAsUser != 0 || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
-				t.Errorf("security context %+v: want root without capabilities but NET_ADMIN for netbind", sc)
+				t.Errorf("security context %+v: want root without capabilities but NET_ADMIN", sc)
 			}
-			caps := sc.Capabilities
-			hasNetAdmin := caps != nil && slices.Contains(caps.Add, corev1.Capability("NET_ADMIN"))
-			if hasNetAdmin != tc.want {
-				t.Errorf("NET_ADMIN = %v, want %v", hasNetAdmin, tc.want)
+			// NET_ADMIN in every case: the in-cluster listener's dummy
+			// interface needs it, and nothing else is added.
+			if caps := sc.Capabilities; caps == nil || !slices.Equal(caps.Add, []corev1.Capability{"NET_ADMIN"}) {
+				t.Errorf("capabilities added %v, want [NET_ADMIN]", caps)
+			}
+			if cfg.ListenInCluster != hub.DefaultListenInCluster {
+				t.Errorf("listenInCluster = %q, want %q", cfg.ListenInCluster, hub.DefaultListenInCluster)
 			}
 			if !tc.want {
 				return

@@ -1,6 +1,8 @@
 // Package certs issues the X.509 material edgeunit uses: an operator CA,
 // serving certificates (webhooks, tunnel servers) and client identities
-// (tunnel agents, hubs). Keys are ECDSA P-256.
+// (tunnel agents, hubs). It also describes the hub's in-cluster serving
+// identity, which the cluster CA signs (HubInClusterIdentity). Keys are
+// ECDSA P-256.
 package certs
 
 import (

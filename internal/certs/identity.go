@@ -11,8 +11,10 @@ import (
 )
 
 // Signer names of the Kubernetes CSR API under which nodes request their
-// edgeunit identities. The operator approves and signs only these; kubelet
-// and kube-apiserver signers (kubernetes.io/...) are left alone.
+// edgeunit identities. The operator approves and signs everything under
+// these. Of the Kubernetes signers (kubernetes.io/...) it approves only the
+// hub's requests under SignerKubeletServing (see IdentityForRequest) and
+// signs none.
 const (
 	SignerTunnelAgent = "edge.edgeunit.io/tunnel-agent"
 	SignerEdgeHub     = "edge.edgeunit.io/edge-hub"
@@ -35,6 +37,13 @@ type Identity struct {
 	// loopback name proves nothing about which node answers, so handing it
 	// to every hub gives no node power over another.
 	MayServeLoopback bool
+	// ServesLinkLocal says the certificate is a serving certificate and
+	// nothing else, for link-local addresses of the node only
+	// (LinkLocalRequest, CheckLinkLocalIPs).
+	ServesLinkLocal bool
+	// ExternalSigner says a signer other than edgeunit's issues the
+	// identity: edgeunit approves its requests but must never sign them.
+	ExternalSigner bool
 
 	cnPrefix string
 }
@@ -45,17 +54,57 @@ var (
 	EdgeHubIdentity     = Identity{Component: "edge-hub", SignerName: SignerEdgeHub, Organization: EdgeHubOrganization, MayServeLoopback: true, cnPrefix: edgeHubCNPrefix}
 )
 
-// Identities lists every node identity edgeunit issues.
-func Identities() []Identity { return []Identity{TunnelAgentIdentity, EdgeHubIdentity} }
+// Identities lists every node identity edgeunit approves, those another
+// signer issues (ExternalSigner) included.
+func Identities() []Identity {
+	return []Identity{TunnelAgentIdentity, EdgeHubIdentity, HubInClusterIdentity}
+}
 
-// IdentityForSigner returns the identity issued under signerName.
+// IdentityForSigner returns the identity issued under signerName when
+// signerName is one of edgeunit's own signers. A signer edgeunit shares with
+// others names no identity by itself: see IdentityForRequest.
 func IdentityForSigner(signerName string) (Identity, bool) {
 	for _, id := range Identities() {
-		if id.SignerName == signerName {
+		if id.SignerName == signerName && !id.ExternalSigner {
 			return id, true
 		}
 	}
 	return Identity{}, false
+}
+
+// IdentityForRequest returns the identity a certificate request under
+// signerName asks for. Under edgeunit's own signers that is the signer's
+// identity, whatever the request says: the approver denies a request that
+// asks for more. Under a signer edgeunit shares (SignerKubeletServing) only a
+// request of exactly an identity's shape is edgeunit's: the identity's Common
+// Name and Organization, and nothing but link-local IP SANs. Every other
+// request there, the kubelet's own serving certificate (its host name and
+// node addresses) first of all, belongs to other approvers. req is nil when
+// the request does not parse; then only an own signer's identity is found.
+func IdentityForRequest(signerName string, req *x509.CertificateRequest) (Identity, bool) {
+	if id, ok := IdentityForSigner(signerName); ok {
+		return id, true
+	}
+	if req == nil {
+		return Identity{}, false
+	}
+	for _, id := range Identities() {
+		if id.ExternalSigner && id.SignerName == signerName && id.claims(req) {
+			return id, true
+		}
+	}
+	return Identity{}, false
+}
+
+// claims says whether req has the shape of this link-local serving
+// identity. It checks no more than the shape: the approver checks the rest
+// and denies what is wrong.
+func (id Identity) claims(req *x509.CertificateRequest) bool {
+	_, ok := id.Node(req.Subject.CommonName)
+	return ok && id.ServesLinkLocal &&
+		slices.Equal(req.Subject.Organization, []string{id.Organization}) &&
+		len(req.DNSNames) == 0 && len(req.EmailAddresses) == 0 && len(req.URIs) == 0 &&
+		CheckLinkLocalIPs(req.IPAddresses) == nil
 }
 
 // CommonName is the identity's Common Name on node.
@@ -85,9 +134,10 @@ func (id Identity) NodeOf(cert *x509.Certificate) (string, error) {
 	return node, nil
 }
 
-// Request is the certificate of this identity on node. With serveLoopback
-// (only for identities that MayServeLoopback) it also serves the loopback
-// names.
+// Request is the client certificate of this identity on node. With
+// serveLoopback (only for identities that MayServeLoopback) it also serves
+// the loopback names. An identity that ServesLinkLocal is no client: its
+// request is LinkLocalRequest.
 func (id Identity) Request(node string, lifetime time.Duration, serveLoopback bool) Request {
 	req := Request{
 		CommonName:   id.CommonName(node),

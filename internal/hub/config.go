@@ -79,6 +79,18 @@
 // else as protobuf for those kinds; a read by a client that takes no JSON
 // goes to the apiserver (and gets 503 offline) rather than being served
 // from the cache under a type it is not in.
+//
+// # In-cluster clients
+//
+// With ListenInCluster set, the hub also serves pods that use
+// InClusterConfig, on a link-local address it puts on the node's loopback
+// interface, over TLS with a cluster-CA certificate it obtains through the
+// CSR API as the node (signer kubernetes.io/kubelet-serving). Once that
+// listener serves, the kubelet's reads of the `default/kubernetes` Service
+// name it, so the kubelet hands pods its address. Requests there carry the
+// pod's token, which the hub forwards instead of the node's identity, and
+// their answers are cached per user, learned once online with a
+// SelfSubjectReview (see inCluster and callers).
 package hub
 
 import (
@@ -89,11 +101,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/edgeunit/edgeunit/internal/certs"
 	"github.com/edgeunit/edgeunit/internal/netbind"
 )
 
@@ -109,6 +123,10 @@ const (
 	// netbind's requests through the proxy, which are never cached.
 	ClientHub = "edge-hub"
 )
+
+// DefaultListenInCluster is the in-cluster listener's address
+// (Config.ListenInCluster) edgeunit's manager gives hubs.
+var DefaultListenInCluster = net.JoinHostPort(certs.DefaultHubInClusterIP, strconv.Itoa(certs.DefaultHubInClusterPort))
 
 // Config is the hub's configuration (flags or a YAML/JSON file).
 type Config struct {
@@ -136,6 +154,12 @@ type Config struct {
 	ListenHTTPS string `json:"listenHTTPS,omitempty"`
 	// ListenAdmin serves /healthz, /readyz and /metrics.
 	ListenAdmin string `json:"listenAdmin,omitempty"`
+	// ListenInCluster is where in-cluster clients (pods using
+	// InClusterConfig) reach the hub: a link-local address the hub puts on
+	// the node's loopback interface (host scope), served over TLS with a
+	// cluster-CA certificate. The kubelet's view of the
+	// `default/kubernetes` Service names it. Empty: off.
+	ListenInCluster string `json:"listenInCluster,omitempty"`
 	// ServingCertFile/ServingKeyFile: the HTTPS certificate; generated
 	// under DataDir/pki when empty.
 	ServingCertFile string `json:"servingCertFile,omitempty"`
@@ -241,6 +265,17 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	if c.ListenInCluster != "" {
+		host, _, err := net.SplitHostPort(c.ListenInCluster)
+		switch ip := net.ParseIP(host); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("--listen-in-cluster %q: %w", c.ListenInCluster, err))
+		case ip == nil || !ip.IsLinkLocalUnicast():
+			errs = append(errs, fmt.Errorf("--listen-in-cluster %q: must be a link-local IP address (169.254.0.0/16 or fe80::/10), reachable from this node only", c.ListenInCluster))
+		case c.ListenHTTP == "":
+			errs = append(errs, errors.New("--listen-in-cluster needs --listen-http: the hub requests its certificate through it"))
+		}
+	}
 	if c.ListenHTTP == "" && c.ListenHTTPS == "" {
 		errs = append(errs, errors.New("at least one of --listen-http and --listen-https is required"))
 	}
@@ -282,6 +317,7 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ListenHTTP, "listen-http", c.ListenHTTP, "plain HTTP proxy address on loopback (empty: off)")
 	fs.StringVar(&c.ListenHTTPS, "listen-https", c.ListenHTTPS, "HTTPS proxy address on loopback (empty: off)")
 	fs.StringVar(&c.ListenAdmin, "listen-admin", c.ListenAdmin, "address of /healthz, /readyz and /metrics (empty: off)")
+	fs.StringVar(&c.ListenInCluster, "listen-in-cluster", c.ListenInCluster, "TLS address for in-cluster clients, a link-local IP and port, e.g. "+DefaultListenInCluster+" (empty: off)")
 	fs.StringVar(&c.ServingCertFile, "serving-cert-file", c.ServingCertFile, "HTTPS serving certificate (generated when empty)")
 	fs.StringVar(&c.ServingKeyFile, "serving-key-file", c.ServingKeyFile, "HTTPS serving key")
 	fs.StringVar(&c.ClientCAFile, "client-ca-file", c.ClientCAFile, "CA verifying client certificates on the HTTPS listener")

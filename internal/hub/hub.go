@@ -25,15 +25,17 @@ import (
 
 // Hub is one node's edge hub.
 type Hub struct {
-	cfg     Config
-	log     logr.Logger
-	up      *upstream
-	store   *store.Store
-	link    *link
-	rec     *recorder
-	topo    *topology
-	metrics *metrics
-	proxy   *httputil.ReverseProxy
+	cfg   Config
+	log   logr.Logger
+	up    *upstream
+	store *store.Store
+	link  *link
+	rec   *recorder
+	topo  *topology
+	// inCluster serves pods on a link-local address; nil when off.
+	inCluster *inCluster
+	metrics   *metrics
+	proxy     *httputil.ReverseProxy
 
 	cached, filtered map[string]bool
 	journalDepth     atomic.Int64
@@ -79,6 +81,12 @@ func New(cfg Config, log logr.Logger) (*Hub, error) {
 	h.journalDepth.Store(int64(st.JournalDepth()))
 	h.rec = newRecorder(h)
 	h.topo = newTopology(h)
+	if cfg.ListenInCluster != "" {
+		if h.inCluster, err = newInCluster(h); err != nil {
+			_ = st.Close()
+			return nil, err
+		}
+	}
 	h.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(up.base)
@@ -102,14 +110,12 @@ func New(cfg Config, log logr.Logger) (*Hub, error) {
 	return h, nil
 }
 
-// proxyTransport sends upgrades over HTTP/1.1 and the rest over HTTP/2.
+// proxyTransport sends upgrades over HTTP/1.1 and the rest over HTTP/2,
+// as the node or as the in-cluster client the request came from.
 type proxyTransport struct{ h *Hub }
 
 func (t proxyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Header.Get("Upgrade") != "" {
-		return t.h.up.h1.RoundTrip(r)
-	}
-	return t.h.up.rt.RoundTrip(r)
+	return t.h.up.roundTrip(r)
 }
 
 func set(l []string) map[string]bool {
@@ -199,6 +205,9 @@ func (h *Hub) Run(ctx context.Context) error {
 			<-recDone
 			return err
 		}
+	}
+	if h.inCluster != nil {
+		wg.Go(func() { h.inCluster.run(bg) })
 	}
 	h.ready.Store(true)
 	close(h.listening)

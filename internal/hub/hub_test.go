@@ -81,14 +81,20 @@ func TestConfigValidation(t *testing.T) {
 		args []string
 		err  string
 	}{
-		"ok":              {[]string{"--node-name=n", "--server=https://127.0.0.1:6443"}, ""},
-		"no node":         {[]string{"--server=https://127.0.0.1:6443"}, "--node-name is required"},
-		"no server":       {[]string{"--node-name=n"}, "--kubeconfig or --server"},
-		"public listener": {[]string{"--node-name=n", "--server=https://x", "--listen-http=0.0.0.0:1"}, "loopback only"},
-		"cert w/o key":    {[]string{"--node-name=n", "--server=https://x", "--cert-file=a"}, "go together"},
-		"unknown client":  {[]string{"--node-name=n", "--server=https://x", "--cache-clients=kubelet,bogus"}, `unknown client "bogus"`},
-		"bad duration":    {[]string{"--node-name=n", "--server=https://x", "--probe-interval=0s"}, "--probe-interval"},
-		"bad flag":        {[]string{"--nope"}, "not defined"},
+		"ok":                  {[]string{"--node-name=n", "--server=https://127.0.0.1:6443"}, ""},
+		"no node":             {[]string{"--server=https://127.0.0.1:6443"}, "--node-name is required"},
+		"no server":           {[]string{"--node-name=n"}, "--kubeconfig or --server"},
+		"public listener":     {[]string{"--node-name=n", "--server=https://x", "--listen-http=0.0.0.0:1"}, "loopback only"},
+		"cert w/o key":        {[]string{"--node-name=n", "--server=https://x", "--cert-file=a"}, "go together"},
+		"unknown client":      {[]string{"--node-name=n", "--server=https://x", "--cache-clients=kubelet,bogus"}, `unknown client "bogus"`},
+		"bad duration":        {[]string{"--node-name=n", "--server=https://x", "--probe-interval=0s"}, "--probe-interval"},
+		"bad flag":            {[]string{"--nope"}, "not defined"},
+		"in-cluster":          {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=169.254.31.1:10269"}, ""},
+		"in-cluster ipv6":     {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=[fe80::31]:10269"}, ""},
+		"in-cluster routable": {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=10.1.2.3:10269"}, "must be a link-local IP"},
+		"in-cluster name":     {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=hub.local:10269"}, "must be a link-local IP"},
+		"in-cluster no port":  {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=169.254.31.1"}, "--listen-in-cluster"},
+		"in-cluster no HTTP":  {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=169.254.31.1:10269", "--listen-http="}, "needs --listen-http"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -126,13 +132,13 @@ func TestTopologyFilter(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			out := string(topo.filterObject(slice(tc.svc)))
-			n := strings.Count(out, `"addresses"`)
+			out, _ := topo.filter(slice(tc.svc))
+			n := strings.Count(string(out), `"addresses"`)
 			if n != len(tc.want) {
 				t.Fatalf("%d endpoints kept, want %d: %s", n, len(tc.want), out)
 			}
 			for _, w := range tc.want {
-				if !strings.Contains(out, w) {
+				if !strings.Contains(string(out), w) {
 					t.Fatalf("endpoint %s missing: %s", w, out)
 				}
 			}

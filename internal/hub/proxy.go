@@ -23,12 +23,15 @@ import (
 const maxRecordedBody = 512 << 20
 
 // ServeHTTP is the proxy: every request from a local component lands here.
-func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.handle(w, r, identify(r)) }
+
+// handle serves one request of client: a component on the loopback
+// listeners (named by identify), or an in-cluster caller (callerClient).
+func (h *Hub) handle(w http.ResponseWriter, r *http.Request, client string) {
 	start := time.Now()
-	client := identify(r)
 	ri := parseRequest(r)
 	outcome := h.serve(w, r, client, ri)
-	h.metrics.requests.WithLabelValues(client, ri.verb, outcome).Inc()
+	h.metrics.requests.WithLabelValues(componentOf(client), ri.verb, outcome).Inc()
 	if log := h.log.V(4); log.Enabled() {
 		log.Info("Request", "client", client, "verb", ri.verb, "path", r.URL.Path, "outcome", outcome, "duration", time.Since(start).String())
 	}
@@ -48,9 +51,9 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, client string, ri re
 			// The hub reads, caches and filters JSON: a client that takes
 			// nothing else goes to the apiserver, unless its answer must be
 			// filtered.
-			if h.filters(client, ri) {
+			if f := h.filterFor(client, ri); f != nil {
 				writeStatus(w, http.StatusNotAcceptable, "NotAcceptable",
-					"edge-hub: topology-filtered answers are served as "+mediaJSON+" only")
+					"edge-hub: answers with a rewritten "+f.what+" are served as "+mediaJSON+" only")
 				return outcomeRejected
 			}
 			return h.passthrough(w, r, ri)
@@ -60,7 +63,9 @@ func (h *Hub) serve(w http.ResponseWriter, r *http.Request, client string, ri re
 		}
 		return h.serveRead(w, r, client, ri)
 	}
-	if h.journalable(ri, r) {
+	// In-cluster callers write as themselves, online only: the journal
+	// replays as the node.
+	if !isCaller(client) && h.journalable(ri, r) {
 		return h.serveWrite(w, r, client, ri)
 	}
 	return h.passthrough(w, r, ri)
@@ -71,7 +76,9 @@ func (h *Hub) cacheable(client string, ri reqInfo, r *http.Request) bool {
 	if client == ClientHub {
 		return false // netbind: see startNetBind
 	}
-	if !h.cached[client] && !(h.filtered[client] && ri.resource == "endpointslices") {
+	// An in-cluster caller's reads are cached under its identity: what
+	// the apiserver let that identity read, it may read again offline.
+	if !isCaller(client) && !h.cached[client] && !(h.filtered[client] && ri.resource == "endpointslices") {
 		return false
 	}
 	if ri.sub != "" && ri.sub != "status" {
@@ -118,7 +125,7 @@ func (h *Hub) upstreamRead(ctx context.Context, r *http.Request, encoding string
 	if encoding != "" {
 		req.Header.Set("Accept-Encoding", encoding)
 	}
-	return h.up.rt.RoundTrip(req)
+	return h.up.roundTrip(req)
 }
 
 // acceptsGzip says whether the client takes a gzip-encoded answer.
@@ -152,9 +159,9 @@ func (h *Hub) serveRead(w http.ResponseWriter, r *http.Request, client string, r
 	if online {
 		ctx, cancel := linkContext(r, epoch)
 		defer cancel()
-		filter := h.filters(client, ri)
+		filter := h.filterFor(client, ri)
 		enc := ""
-		if !filter && acceptsGzip(r) {
+		if filter == nil && acceptsGzip(r) {
 			enc = "gzip" // pass the apiserver's compression through
 		}
 		resp, err := h.upstreamRead(ctx, r, enc)
@@ -247,7 +254,7 @@ func copyResponse(w http.ResponseWriter, resp *http.Response, body []byte) {
 // Beyond that the body streams through as it arrives, teed into the
 // recorder's spool; a failure mid-stream aborts the client's response
 // (outcomeAborted) as a direct connection would have failed.
-func (h *Hub) relayRead(w http.ResponseWriter, r *http.Request, resp *http.Response, client string, ri reqInfo, filter bool) (string, error) {
+func (h *Hub) relayRead(w http.ResponseWriter, r *http.Request, resp *http.Response, client string, ri reqInfo, filter *answerFilter) (string, error) {
 	enc := resp.Header.Get("Content-Encoding")
 	record := enc == "" || enc == "gzip"
 	sp := newSpool(nil, 0, enc == "gzip")
@@ -270,7 +277,7 @@ func (h *Hub) relayRead(w http.ResponseWriter, r *http.Request, resp *http.Respo
 		}
 	}
 
-	if !complete && filter {
+	if !complete && filter != nil {
 		// Filtering rewrites the body: it needs all of it.
 		if err := h.spoolRest(sp, resp.Body, buf[:]); err != nil {
 			sp.release()
@@ -281,13 +288,13 @@ func (h *Hub) relayRead(w http.ResponseWriter, r *http.Request, resp *http.Respo
 	hdr := w.Header()
 	copyHeader(hdr, resp.Header)
 	if complete {
-		if filter {
+		if filter != nil {
 			body := sp.bytesTo(nil)
 			var out []byte
 			if ri.verb == "list" {
-				out = h.topo.filterList(body)
+				out = filter.list(body)
 			} else {
-				out = h.topo.filterObject(body)
+				out = filter.apply(body)
 			}
 			hdr.Set("Content-Length", strconv.Itoa(len(out)))
 			w.WriteHeader(http.StatusOK)
@@ -407,10 +414,6 @@ func (h *Hub) record(client string, ri reqInfo, r *http.Request, sp *spool) {
 	h.rec.response(&responseRecord{key: responseKey(client, r), resp: store.Response{ContentType: "application/json", Body: body, Recorded: time.Now()}, skipSame: true})
 }
 
-func (h *Hub) filters(client string, ri reqInfo) bool {
-	return h.filtered[client] && ri.resource == "endpointslices" && ri.group == "discovery.k8s.io"
-}
-
 // serveFromCache answers a GET/LIST from the store; false when it has
 // nothing (then, if final, it has written a 503).
 func (h *Hub) serveFromCache(w http.ResponseWriter, r *http.Request, client string, ri reqInfo, final bool) bool {
@@ -434,11 +437,11 @@ func (h *Hub) serveFromCache(w http.ResponseWriter, r *http.Request, client stri
 		ok = false
 	}
 	if ok {
-		h.metrics.cacheHits.WithLabelValues(client, ri.resource).Inc()
+		h.metrics.cacheHits.WithLabelValues(componentOf(client), ri.resource).Inc()
 		return true
 	}
 	if final {
-		h.metrics.cacheMisses.WithLabelValues(client, ri.resource).Inc()
+		h.metrics.cacheMisses.WithLabelValues(componentOf(client), ri.resource).Inc()
 		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable",
 			fmt.Sprintf("edge-hub: the cloud link is down and no cached copy of %s exists for %s", r.URL.RequestURI(), client))
 	}
@@ -463,7 +466,7 @@ func (h *Hub) listKind(m store.CollectionMeta, ri reqInfo) (kind, apiVersion str
 // serveCachedList streams a recorded collection as a list: the stored
 // object bytes are written as they are, never decoded.
 func (h *Hub) serveCachedList(w http.ResponseWriter, client string, ri reqInfo) (bool, error) {
-	filter := h.filters(client, ri)
+	filter := h.filterFor(client, ri)
 	return h.store.Collection(collectionKey(client, ri), func(m store.CollectionMeta, each func(func(string, []byte) error) error) error {
 		// Verify every checksum before the first byte goes out: a bad
 		// value must turn into a miss, not a torn answer.
@@ -487,8 +490,8 @@ func (h *Hub) serveCachedList(w http.ResponseWriter, client string, ri reqInfo) 
 		_, _ = bw.WriteString(`,"items":[`)
 		first := true
 		_ = each(func(_ string, v []byte) error {
-			if filter {
-				v = h.topo.filterObject(v)
+			if filter != nil {
+				v = filter.apply(v)
 			}
 			if !first {
 				_ = bw.WriteByte(',')
@@ -524,8 +527,8 @@ func (h *Hub) serveCachedObject(w http.ResponseWriter, r *http.Request, client s
 		// offline protobuf writes under a JSON label).
 		return false, fmt.Errorf("cached %s is not a JSON object: %w", r.URL.Path, store.ErrCorrupt)
 	}
-	if h.filters(client, ri) {
-		body = h.topo.filterObject(body)
+	if f := h.filterFor(client, ri); f != nil {
+		body = f.apply(body)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -380,30 +379,4 @@ func (t *topology) filter(obj []byte) (out []byte, changed bool) {
 		return obj, false
 	}
 	return out, true
-}
-
-func (t *topology) filterObject(obj []byte) []byte {
-	out, _ := t.filter(obj)
-	return out
-}
-
-// filterList filters every EndpointSlice of a list response.
-func (t *topology) filterList(body []byte) []byte {
-	l, err := kjson.ParseList(body)
-	if err != nil || len(l.Items) == 0 {
-		return body
-	}
-	var buf bytes.Buffer
-	buf.Grow(len(body))
-	buf.Write(body[:l.ItemsStart])
-	buf.WriteByte('[')
-	for i, it := range l.Items {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.Write(t.filterObject(it))
-	}
-	buf.WriteByte(']')
-	buf.Write(body[l.ItemsEnd:])
-	return buf.Bytes()
 }

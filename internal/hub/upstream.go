@@ -26,8 +26,26 @@ type upstream struct {
 	base  *url.URL
 	token string
 	// rt multiplexes over HTTP/2; h1 carries protocol upgrades (exec,
-	// attach, port-forward), which HTTP/2 cannot.
+	// attach, port-forward), which HTTP/2 cannot. Both present the node's
+	// client certificate.
 	rt, h1 *http.Transport
+	// callerRT and callerH1 carry in-cluster clients' requests with their
+	// own bearer tokens: no client certificate, which kube-apiserver would
+	// authenticate first.
+	callerRT, callerH1 *http.Transport
+}
+
+// callerKey carries an in-cluster client's bearer token in a request's
+// context: the hub forwards that request as the client, not as the node.
+type callerKey struct{}
+
+func withCallerToken(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, callerKey{}, token)
+}
+
+func callerToken(ctx context.Context) string {
+	t, _ := ctx.Value(callerKey{}).(string)
+	return t
 }
 
 // kubeconfig is the subset of a kubeconfig file the hub reads.
@@ -240,7 +258,7 @@ func newUpstream(cfg Config) (*upstream, error) {
 		}
 	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout.Duration, KeepAlive: 15 * time.Second}
-	mk := func(h2 bool) *http.Transport {
+	mk := func(h2 bool, tlsCfg *tls.Config) *http.Transport {
 		t := &http.Transport{
 			DialContext:           dialer.DialContext,
 			TLSClientConfig:       tlsCfg.Clone(),
@@ -257,11 +275,31 @@ func newUpstream(cfg Config) (*upstream, error) {
 		}
 		return t
 	}
-	return &upstream{base: base, token: creds.token, rt: mk(true), h1: mk(false)}, nil
+	anon := tlsCfg.Clone()
+	anon.Certificates, anon.GetClientCertificate = nil, nil
+	return &upstream{base: base, token: creds.token, rt: mk(true, tlsCfg), h1: mk(false, tlsCfg),
+		callerRT: mk(true, anon), callerH1: mk(false, anon)}, nil
+}
+
+// roundTrip sends a request built by request (or rewritten by authorize)
+// with the credentials it carries: an in-cluster client's token without
+// the node's certificate, or the node's.
+func (u *upstream) roundTrip(req *http.Request) (*http.Response, error) {
+	upgrade := req.Header.Get("Upgrade") != ""
+	switch caller := callerToken(req.Context()) != ""; {
+	case caller && upgrade:
+		return u.callerH1.RoundTrip(req)
+	case caller:
+		return u.callerRT.RoundTrip(req)
+	case upgrade:
+		return u.h1.RoundTrip(req)
+	default:
+		return u.rt.RoundTrip(req)
+	}
 }
 
 // request builds an upstream request for path?query carrying the node's
-// credentials.
+// credentials, or the in-cluster client's when ctx carries its token.
 func (u *upstream) request(ctx context.Context, method, path, rawQuery string, body []byte) *http.Request {
 	target := *u.base
 	target.Path = strings.TrimSuffix(u.base.Path, "/") + path
@@ -277,7 +315,9 @@ func (u *upstream) request(ctx context.Context, method, path, rawQuery string, b
 
 func (u *upstream) authorize(req *http.Request) {
 	req.Header.Del("Authorization")
-	if u.token != "" {
+	if t := callerToken(req.Context()); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	} else if u.token != "" {
 		req.Header.Set("Authorization", "Bearer "+u.token)
 	}
 }

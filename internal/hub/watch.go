@@ -23,9 +23,10 @@ func (h *Hub) serveWatch(w http.ResponseWriter, r *http.Request, client string, 
 	key := collectionKey(client, ri)
 	rc := http.NewResponseController(w)
 	online, epoch, _, _ := h.link.state()
+	filter := h.filterFor(client, ri)
 	var topoCh <-chan struct{}
-	if h.filters(client, ri) {
-		topoCh = h.topo.changes()
+	if filter != nil {
+		topoCh = filter.changes()
 	}
 	started := false
 	if online {
@@ -49,7 +50,7 @@ func (h *Hub) serveWatch(w http.ResponseWriter, r *http.Request, client string, 
 		case err != nil && topoFired.Load():
 			cancel()
 			writeWatchHeader(w, rc)
-			writeEvent(w, rc, expiredEvent("edge-hub: service topology changed; re-list"))
+			writeEvent(w, rc, expiredEvent("edge-hub: "+filter.what+" changed; re-list"))
 			return outcomeProxied
 		case err != nil:
 			cancel()
@@ -70,7 +71,7 @@ func (h *Hub) serveWatch(w http.ResponseWriter, r *http.Request, client string, 
 			case r.Context().Err() != nil:
 				return outcomeProxied
 			case topoFired.Load():
-				writeEvent(w, rc, expiredEvent("edge-hub: service topology changed; re-list"))
+				writeEvent(w, rc, expiredEvent("edge-hub: "+filter.what+" changed; re-list"))
 				return outcomeProxied
 			case end == nil:
 				return outcomeProxied // the apiserver ended it (timeout)
@@ -78,7 +79,7 @@ func (h *Hub) serveWatch(w http.ResponseWriter, r *http.Request, client string, 
 			h.link.markOffline("watch stream broke: " + end.Error())
 		}
 	}
-	return h.holdWatch(w, r, rc, client, ri, key, started, topoCh)
+	return h.holdWatch(w, r, rc, client, ri, key, started, topoCh, filter)
 }
 
 func writeWatchHeader(w http.ResponseWriter, rc *http.ResponseController) {
@@ -106,7 +107,7 @@ func expiredEvent(msg string) []byte {
 // ends: nil on a clean end, the error otherwise.
 func (h *Hub) relayWatch(ctx context.Context, w http.ResponseWriter, rc *http.ResponseController, body io.Reader, client string, ri reqInfo, key string) error {
 	dec := json.NewDecoder(body)
-	filter := h.filters(client, ri)
+	filter := h.filterFor(client, ri)
 	initial := ri.query.Get("sendInitialEvents") == "true"
 	var staged []store.Item
 	var kind, apiVersion string
@@ -123,8 +124,8 @@ func (h *Hub) relayWatch(ctx context.Context, w http.ResponseWriter, rc *http.Re
 			return err
 		}
 		out := []byte(raw)
-		if filter && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
-			if fo, changed := h.topo.filter(ev.Object); changed {
+		if filter != nil && (ev.Type == "ADDED" || ev.Type == "MODIFIED") {
+			if fo, changed := filter.object(ev.Object); changed {
 				out, _ = json.Marshal(struct {
 					Type   string          `json:"type"`
 					Object json.RawMessage `json:"object"`
@@ -181,7 +182,7 @@ func apiVersionOf(ri reqInfo) string {
 }
 
 // holdWatch serves a watch while offline.
-func (h *Hub) holdWatch(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, client string, ri reqInfo, key string, started bool, topoCh <-chan struct{}) string {
+func (h *Hub) holdWatch(w http.ResponseWriter, r *http.Request, rc *http.ResponseController, client string, ri reqInfo, key string, started bool, topoCh <-chan struct{}, filter *answerFilter) string {
 	online, _, back, _ := h.link.state()
 	if online {
 		// It came back while we were deciding: let the client re-watch.
@@ -199,11 +200,11 @@ func (h *Hub) holdWatch(w http.ResponseWriter, r *http.Request, rc *http.Respons
 					h.log.Error(err, "Cached collection unusable", "key", key)
 					_ = h.store.DropCollection(key)
 				}
-				h.metrics.cacheMisses.WithLabelValues(client, ri.resource).Inc()
+				h.metrics.cacheMisses.WithLabelValues(componentOf(client), ri.resource).Inc()
 				writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "edge-hub: the cloud link is down and nothing is cached for "+r.URL.RequestURI())
 				return outcomeCacheMiss
 			}
-			h.metrics.cacheHits.WithLabelValues(client, ri.resource).Inc()
+			h.metrics.cacheHits.WithLabelValues(componentOf(client), ri.resource).Inc()
 		} else {
 			writeWatchHeader(w, rc)
 		}
@@ -218,7 +219,7 @@ func (h *Hub) holdWatch(w http.ResponseWriter, r *http.Request, rc *http.Respons
 	case <-back:
 		writeEvent(w, rc, expiredEvent("edge-hub: cloud link restored; re-list"))
 	case <-topoCh:
-		writeEvent(w, rc, expiredEvent("edge-hub: service topology changed; re-list"))
+		writeEvent(w, rc, expiredEvent("edge-hub: "+filter.what+" changed; re-list"))
 	case <-timeout:
 	case <-r.Context().Done():
 	}
@@ -228,7 +229,7 @@ func (h *Hub) holdWatch(w http.ResponseWriter, r *http.Request, rc *http.Respons
 // sendInitialEvents replays a cached collection as ADDED events and the
 // end-of-initial-events bookmark (the streaming-list protocol).
 func (h *Hub) sendInitialEvents(w http.ResponseWriter, rc *http.ResponseController, client string, ri reqInfo, key string) (bool, error) {
-	filter := h.filters(client, ri)
+	filter := h.filterFor(client, ri)
 	return h.store.Collection(key, func(m store.CollectionMeta, each func(func(string, []byte) error) error) error {
 		if err := each(func(string, []byte) error { return nil }); err != nil {
 			return err
@@ -238,8 +239,8 @@ func (h *Hub) sendInitialEvents(w http.ResponseWriter, rc *http.ResponseControll
 		writeWatchHeader(w, rc)
 		_ = each(func(_ string, v []byte) error {
 			v = kjson.WithTypeMeta(v, kind, apiVersion)
-			if filter {
-				v = h.topo.filterObject(v)
+			if filter != nil {
+				v = filter.apply(v)
 			}
 			_, _ = w.Write([]byte(`{"type":"ADDED","object":`))
 			_, _ = w.Write(v)

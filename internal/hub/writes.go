@@ -75,7 +75,7 @@ func (h *Hub) serveWrite(w http.ResponseWriter, r *http.Request, client string, 
 		req := h.up.request(ctx, r.Method, r.URL.Path, r.URL.RawQuery, body)
 		copyHeaders(req.Header, r.Header, "Content-Type", "User-Agent")
 		req.Header.Set("Accept", mediaJSON)
-		resp, err := h.up.rt.RoundTrip(req)
+		resp, err := h.up.roundTrip(req)
 		var rb []byte
 		if err == nil {
 			rb, err = readBody(resp.Body, maxWriteBody)
@@ -464,7 +464,7 @@ func (h *Hub) send(ctx context.Context, method, path, rawQuery, contentType stri
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "edge-hub/replay ("+ua+")")
-	resp, err := h.up.rt.RoundTrip(req)
+	resp, err := h.up.roundTrip(req)
 	if err != nil {
 		return 0, nil, err
 	}

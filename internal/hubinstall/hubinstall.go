@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,6 +29,8 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/edgeunit/edgeunit/internal/nodeaddr"
 )
 
 // Keys of the hub ConfigMap, which are also the file names on the node.
@@ -96,6 +99,10 @@ type Options struct {
 	StateDir string
 	// Interval between re-syncs; ConfigMap volumes change in place.
 	Interval time.Duration
+	// InClusterAddress is the address the hub put on the node's loopback
+	// interface for its in-cluster listener; Uninstall removes it. Empty:
+	// left alone.
+	InClusterAddress string
 }
 
 // BindFlags registers the options on fs with their defaults.
@@ -104,6 +111,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ManifestDir, "manifest-dir", "/host/etc/kubernetes/manifests", "the kubelet's static pod directory, as mounted")
 	fs.StringVar(&o.StateDir, "state-dir", "/host/var/lib/edgeunit", "edgeunit's state directory on the node, as mounted")
 	fs.DurationVar(&o.Interval, "interval", 10*time.Second, "how often the mounted ConfigMap is checked for changes")
+	fs.StringVar(&o.InClusterAddress, "in-cluster-address", "", "the hub's in-cluster listener address (host:port), whose IP is removed from the loopback interface on uninstall (empty: left alone)")
 }
 
 // Validate reports missing options.
@@ -333,8 +341,9 @@ func syncDir(dir string) error {
 }
 
 // Uninstall removes the static Pod manifest first (the kubelet stops the
-// hub), then the hub's configuration. The hub's cache is left alone. The
-// installer calls it when its Node says the node left the unit.
+// hub), then the hub's configuration and its in-cluster interface. The
+// hub's cache is left alone. The installer calls it when its Node says the
+// node left the unit.
 func Uninstall(o Options) error {
 	paths := []string{filepath.Join(o.ManifestDir, KeyManifest)}
 	for _, k := range configKeys {
@@ -344,6 +353,18 @@ func Uninstall(o Options) error {
 	for _, p := range paths {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
+		}
+	}
+	if o.InClusterAddress != "" {
+		host, _, err := net.SplitHostPort(o.InClusterAddress)
+		ip := net.ParseIP(host)
+		switch {
+		case err != nil || ip == nil:
+			errs = append(errs, fmt.Errorf("--in-cluster-address %q is not an IP and port", o.InClusterAddress))
+		default:
+			if err := nodeaddr.RemoveLoopback(ip); err != nil {
+				errs = append(errs, err)
+			}
 		}
 	}
 	return errors.Join(errs...)

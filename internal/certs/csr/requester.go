@@ -9,6 +9,11 @@
 //	if err := r.Ensure(ctx); err != nil { ... }      // blocks until a valid certificate is held
 //	go r.Run(ctx)                                    // rotates until ctx ends
 //	tlsConfig.GetClientCertificate = r.GetClientCertificate
+//
+// The hub's in-cluster serving identity (certs.HubInClusterIdentity) is kept
+// the same way, with Config.IPs naming its link-local addresses and
+// tlsConfig.GetCertificate = r.GetCertificate; kube-controller-manager signs
+// it with the cluster CA.
 package csr
 
 import (
@@ -25,6 +30,8 @@ import (
 	"fmt"
 	"math"
 	mathrand "math/rand/v2"
+	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -61,10 +68,12 @@ var ErrDenied = errors.New("certificate signing request denied")
 type Config struct {
 	// Client is authenticated as the node: the kubelet's kubeconfig
 	// (system:node:<Node>), or a bootstrap token bound to the node (see
-	// certs.BootstrapNodeGroup). It needs create, get, list and watch on
-	// certificatesigningrequests, which nodes have.
+	// certs.BootstrapNodeGroup; not for certs.HubInClusterIdentity, which
+	// only the kubelet's credential may request). It needs create, get, list
+	// and watch on certificatesigningrequests, which nodes have.
 	Client kubernetes.Interface
-	// Identity is certs.TunnelAgentIdentity or certs.EdgeHubIdentity.
+	// Identity is certs.TunnelAgentIdentity, certs.EdgeHubIdentity or
+	// certs.HubInClusterIdentity.
 	Identity certs.Identity
 	// Node is this node's name.
 	Node string
@@ -74,8 +83,14 @@ type Config struct {
 	// ServeLoopback also asks for server auth on the loopback names; only
 	// for identities that MayServeLoopback (the edge-hub).
 	ServeLoopback bool
+	// IPs are the addresses to serve for an identity that ServesLinkLocal:
+	// required for it, each link-local (certs.CheckLinkLocalIPs), and not
+	// allowed for any other identity.
+	IPs []net.IP
 	// Lifetime to ask for (spec.expirationSeconds, at least 10 minutes); 0
-	// leaves it to the signer (24 hours by default).
+	// leaves it to the signer (24 hours by default for edgeunit's; for
+	// certs.HubInClusterIdentity kube-controller-manager's
+	// --cluster-signing-duration, a year by default).
 	Lifetime time.Duration
 	// IssueTimeout bounds the wait for one request to be issued
 	// (DefaultIssueTimeout when zero). It runs on the real clock.
@@ -110,8 +125,16 @@ func New(cfg Config) (*Requester, error) {
 		return nil, errors.New("csr: a directory is required")
 	case cfg.ServeLoopback && !cfg.Identity.MayServeLoopback:
 		return nil, fmt.Errorf("csr: a %s identity may not serve", cfg.Identity.Component)
+	case len(cfg.IPs) > 0 && !cfg.Identity.ServesLinkLocal:
+		return nil, fmt.Errorf("csr: a %s identity serves no IP addresses", cfg.Identity.Component)
 	case cfg.Lifetime != 0 && cfg.Lifetime < 10*time.Minute:
 		return nil, errors.New("csr: the lifetime must be at least 10 minutes")
+	}
+	if cfg.Identity.ServesLinkLocal {
+		if err := certs.CheckLinkLocalIPs(cfg.IPs); err != nil {
+			return nil, fmt.Errorf("csr: a %s identity: %w", cfg.Identity.Component, err)
+		}
+		cfg.IPs = slices.Clone(cfg.IPs)
 	}
 	if cfg.IssueTimeout == 0 {
 		cfg.IssueTimeout = DefaultIssueTimeout
@@ -137,7 +160,7 @@ func (r *Requester) GetClientCertificate(*tls.CertificateRequestInfo) (*tls.Cert
 }
 
 // GetCertificate serves the current certificate to a tls.Config of a
-// server (the edge-hub's loopback listener).
+// server (the edge-hub's loopback and in-cluster listeners).
 func (r *Requester) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return r.get()
 }
@@ -228,12 +251,21 @@ func (r *Requester) Rotate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("generating key: %w", err)
 	}
-	req := r.cfg.Identity.Request(r.cfg.Node, r.cfg.Lifetime, r.cfg.ServeLoopback)
+	req, err := r.request()
+	if err != nil {
+		return err
+	}
 	csrPEM, err := certutil.MakeCSR(key, &pkix.Name{CommonName: req.CommonName, Organization: req.Organization}, req.DNSNames, req.IPs)
 	if err != nil {
 		return fmt.Errorf("creating certificate request: %w", err)
 	}
-	usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
+	// No key encipherment: an ECDSA key does not use it, and for such a key
+	// kube-controller-manager's kubelet-serving signer accepts exactly
+	// {digital signature, server auth}.
+	usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature}
+	if req.Client {
+		usages = append(usages, certificatesv1.UsageClientAuth)
+	}
 	if req.Server {
 		usages = append(usages, certificatesv1.UsageServerAuth)
 	}
@@ -278,6 +310,14 @@ func (r *Requester) Rotate(ctx context.Context) error {
 	r.current.Store(h)
 	klog.FromContext(ctx).V(2).Info("Installed certificate", "csr", created.Name, "path", r.Path(), "notAfter", h.cert.Leaf.NotAfter, "rotateAt", h.rotate)
 	return nil
+}
+
+// request is the certificate to ask for.
+func (r *Requester) request() (certs.Request, error) {
+	if r.cfg.Identity.ServesLinkLocal {
+		return r.cfg.Identity.LinkLocalRequest(r.cfg.Node, r.cfg.Lifetime, r.cfg.IPs)
+	}
+	return r.cfg.Identity.Request(r.cfg.Node, r.cfg.Lifetime, r.cfg.ServeLoopback), nil
 }
 
 // requestName is unique per request: edgeunit-<component>-<node>-<random>,
@@ -370,6 +410,11 @@ func (r *Requester) parse(data []byte) (*held, error) {
 	if want := r.cfg.Identity.CommonName(r.cfg.Node); leaf.Subject.CommonName != want {
 		return nil, fmt.Errorf("certificate is for %q, not %q", leaf.Subject.CommonName, want)
 	}
+	// A serving certificate for addresses the hub no longer serves (its
+	// configuration changed) would fail every client: request a new one.
+	if r.cfg.Identity.ServesLinkLocal && !sameIPs(leaf.IPAddresses, r.cfg.IPs) {
+		return nil, fmt.Errorf("certificate serves %v, not %v", leaf.IPAddresses, r.cfg.IPs)
+	}
 	now := r.cfg.Clock.Now()
 	if !now.Before(leaf.NotAfter) {
 		return nil, fmt.Errorf("certificate expired at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
@@ -377,4 +422,17 @@ func (r *Requester) parse(data []byte) (*held, error) {
 	life := leaf.NotAfter.Sub(leaf.NotBefore)
 	jitter := time.Duration(float64(life) * (2.0/3 + mathrand.Float64()*(0.8-2.0/3)))
 	return &held{cert: &pair, rotate: leaf.NotBefore.Add(jitter)}, nil
+}
+
+// sameIPs says whether a and b hold the same addresses, in any order.
+func sameIPs(a, b []net.IP) bool {
+	within := func(x, y []net.IP) bool {
+		for _, ip := range x {
+			if !slices.ContainsFunc(y, ip.Equal) {
+				return false
+			}
+		}
+		return true
+	}
+	return within(a, b) && within(b, a)
 }

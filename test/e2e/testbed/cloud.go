@@ -191,11 +191,23 @@ egressSelections:
 	}
 	// The CA of kube-apiserver's serving certificate, for the
 	// kube-root-ca.crt ConfigMaps pods trust it by.
-	rootCA := filepath.Join(c.dir, "apiserver-ca.crt")
-	if err := os.WriteFile(rootCA, api.SecureServing.CA, 0o644); err != nil {
+	// kube-controller-manager signs kubelet-serving certificates (the
+	// hub's in-cluster listener's) with a cluster CA of its own, which
+	// pods trust too: on kubeadm both are the one cluster CA.
+	_, signing, err := certs.NewCA("edgeunit-e2e-cluster-ca", 24*time.Hour, time.Now())
+	if err != nil {
 		return nil, err
 	}
-	if err := c.startControllerManager(ctx, api.CertDir, rootCA); err != nil {
+	signingCert, signingKey := filepath.Join(c.dir, "cluster-signing.crt"), filepath.Join(c.dir, "cluster-signing.key")
+	rootCA := filepath.Join(c.dir, "root-ca.crt")
+	for f, data := range map[string][]byte{signingCert: signing.CertPEM, signingKey: signing.KeyPEM, rootCA: append(append([]byte{}, api.SecureServing.CA...), signing.CertPEM...)} {
+		if err := os.WriteFile(f, data, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.startControllerManager(ctx, api.CertDir, rootCA,
+		"--cluster-signing-kubelet-serving-cert-file="+signingCert,
+		"--cluster-signing-kubelet-serving-key-file="+signingKey); err != nil {
 		return nil, err
 	}
 	if err := c.startScheduler(ctx); err != nil {
@@ -237,17 +249,17 @@ func freePorts(n int) ([]int, error) {
 	return out, nil
 }
 
-func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir, rootCA string) (err error) {
-	c.ControllerManager, err = c.startComponent(ctx, "kube-controller-manager",
+func (c *Cloud) startControllerManager(ctx context.Context, apiCertDir, rootCA string, extra ...string) (err error) {
+	c.ControllerManager, err = c.startComponent(ctx, "kube-controller-manager", append([]string{
 		"--controllers=*",
-		"--service-account-private-key-file="+filepath.Join(apiCertDir, "sa-signer.key"),
-		"--root-ca-file="+rootCA,
+		"--service-account-private-key-file=" + filepath.Join(apiCertDir, "sa-signer.key"),
+		"--root-ca-file=" + rootCA,
 		"--use-service-account-credentials=false",
 		"--node-monitor-period=2s",
-		"--node-monitor-grace-period="+c.tb.opts.NodeMonitorGracePeriod.String(),
+		"--node-monitor-grace-period=" + c.tb.opts.NodeMonitorGracePeriod.String(),
 		"--concurrent-gc-syncs=2",
 		"--v=2",
-	)
+	}, extra...)...)
 	return err
 }
 

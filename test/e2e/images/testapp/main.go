@@ -4,10 +4,14 @@
 // `testapp get URL [USER-AGENT]` prints what an HTTP GET of URL answers (the testbed runs
 // it inside a node's network namespace). A serving testapp also answers
 // /fetch?url=URL with what a GET of URL from inside its pod answers: a
-// client pod the specs drive from outside it.
+// client pod the specs drive from outside it; and
+// /configmap?namespace=NS&name=NAME&key=KEY with the apiserver address and
+// the ConfigMap's value, read with client-go's InClusterConfig as any
+// in-cluster client reads.
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -16,8 +20,13 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 )
 
 func main() {
@@ -54,6 +63,15 @@ func main() {
 			return
 		}
 		_, _ = w.Write(body)
+	})
+	http.HandleFunc("/configmap", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		host, value, err := readConfigMap(r.Context(), q.Get("namespace"), q.Get("name"), q.Get("key"))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("host=%s: %v", host, err), http.StatusBadGateway)
+			return
+		}
+		_, _ = fmt.Fprintf(w, "host=%s value=%s\n", host, value)
 	})
 	go func() {
 		sigs := make(chan os.Signal, 1)
@@ -96,4 +114,38 @@ func fetch(url, userAgent string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: %s: %s", url, resp.Status, b)
 	}
 	return b, nil
+}
+
+var (
+	clientOnce sync.Once
+	clientset  *kubernetes.Clientset
+	clientHost string
+	clientErr  error
+)
+
+// readConfigMap reads a ConfigMap's key with one client built from
+// InClusterConfig (KUBERNETES_SERVICE_HOST/PORT, the pod's token and CA).
+func readConfigMap(ctx context.Context, namespace, name, key string) (host, value string, err error) {
+	clientOnce.Do(func() {
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			clientErr = err
+			return
+		}
+		cfg.Timeout = 5 * time.Second
+		clientHost = cfg.Host
+		clientset, clientErr = kubernetes.NewForConfig(cfg)
+	})
+	if clientErr != nil {
+		return clientHost, "", clientErr
+	}
+	cm, err := clientset.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return clientHost, "", err
+	}
+	v, ok := cm.Data[key]
+	if !ok {
+		return clientHost, "", fmt.Errorf("configmap %s/%s has no key %q", namespace, name, key)
+	}
+	return clientHost, v, nil
 }

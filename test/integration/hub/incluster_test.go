@@ -1,0 +1,184 @@
+package hub_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/edgeunit/edgeunit/internal/certs"
+	"github.com/edgeunit/edgeunit/internal/hub/hubtest"
+	"github.com/edgeunit/edgeunit/internal/netnstest"
+)
+
+// TestInClusterClients runs the edge-hub binary in a node's network
+// namespace with its in-cluster listener, and checks what a pod using
+// InClusterConfig gets there: the hub requests its serving certificate
+// through the CSR API (this test approves and signs it with the cluster CA,
+// as edgeunit's approver and kube-controller-manager do), the kubelet's view
+// of default/kubernetes names the listener, each request is forwarded with
+// the pod's own token, and with kube-apiserver gone a token seen online
+// keeps reading what it read, also after a hub restart, while a token never
+// seen is refused.
+func TestInClusterClients(t *testing.T) {
+	nsn := netnstest.New(t, "eu-ic")
+	link := nsn.Link(t)
+	cp := hubtest.StartControlPlaneWith(t, hubtest.ControlPlaneOptions{BindAddress: link.HostIP})
+	ctx := t.Context()
+	admin := must(kubernetes.NewForConfig(cp.AdminConfig("incluster-test")))
+	go signCSRs(ctx, t, admin, cp.CA)
+
+	// A ConfigMap the reader service account may get, and one that may not.
+	must(admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Data: map[string]string{"k": "from the cloud"}}, metav1.CreateOptions{}))
+	for _, sa := range []string{"reader", "stranger"} {
+		must(admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}))
+	}
+	must(admin.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{}))
+	must(admin.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "reader"},
+		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reader", Namespace: "default"}}}, metav1.CreateOptions{}))
+	token := func(sa string) string {
+		tr := must(admin.CoreV1().ServiceAccounts("default").CreateToken(ctx, sa, &authenticationv1.TokenRequest{
+			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{}))
+		return tr.Status.Token
+	}
+	readerToken, laterToken, strangerToken := token("reader"), token("reader"), token("stranger")
+
+	addr := net.JoinHostPort("169.254.31.1", strconv.Itoa(hubtest.FreePort(t)))
+	hub := hubtest.StartHubWith(t, cp, cp.URL(), node, hubtest.HubOptions{
+		NetNS: nsn.Name, AdminHost: link.NSIP,
+		Args: []string{"--listen-in-cluster=" + addr},
+	})
+	// A pod's client: it trusts the cluster CA, from inside the node.
+	pool := x509.NewCertPool()
+	pool.AddCert(cp.CA.Cert)
+	pod := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: nsn.DialContext, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	get := func(client *http.Client, url, tok, userAgent string) (int, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, "", err
+		}
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		if userAgent != "" {
+			req.Header.Set("User-Agent", userAgent)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), err
+	}
+	configMap := "https://" + addr + "/api/v1/namespaces/default/configmaps/data"
+	expect := func(what, tok string, wantCode int, wantBody string) func() error {
+		return func() error {
+			code, body, err := get(pod, configMap, tok, "")
+			if err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			if code != wantCode || !strings.Contains(body, wantBody) {
+				return fmt.Errorf("%s: HTTP %d %s, want HTTP %d with %q", what, code, body, wantCode, wantBody)
+			}
+			return nil
+		}
+	}
+	wait := func(what string, timeout time.Duration, fn func() error) {
+		t.Helper()
+		if err := hubtest.WaitFor(timeout, 200*time.Millisecond, fn); err != nil {
+			t.Fatalf("%s: %v\n%s", what, err, hub.Proc.Tail(4000))
+		}
+	}
+
+	wait("the in-cluster listener serving the reader", time.Minute, expect("reader online", readerToken, http.StatusOK, `"k":"from the cloud"`))
+	// Forwarded as the pod, not as the node: the stranger is refused by
+	// RBAC, and no token at all by the hub.
+	wait("the stranger refused", 10*time.Second, expect("stranger online", strangerToken, http.StatusForbidden, "forbidden"))
+	wait("no token refused", 10*time.Second, expect("no token", "", http.StatusUnauthorized, "bearer token"))
+
+	// The kubelet, on the hub's loopback listener, gets the listener's
+	// address as the kubernetes Service's.
+	nodeHTTP := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: nsn.DialContext}}
+	wait("the kubelet's view of default/kubernetes", 10*time.Second, func() error {
+		code, body, err := get(nodeHTTP, hub.URL()+"/api/v1/namespaces/default/services/kubernetes", "", kubeletUA)
+		host, port, _ := net.SplitHostPort(addr)
+		if err != nil || code != http.StatusOK || !strings.Contains(body, `"clusterIP":"`+host+`"`) || !strings.Contains(body, `"port":`+port) {
+			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)
+		}
+		return nil
+	})
+
+	// Offline: the reader's token reads from the cache, a token never
+	// used online is refused, and so after a restart.
+	cp.KillAPIServer()
+	offline := func() {
+		wait("offline: the reader served from the cache", 30*time.Second, expect("reader offline", readerToken, http.StatusOK, `"k":"from the cloud"`))
+		wait("offline: a token never seen refused", 10*time.Second, expect("new token offline", laterToken, http.StatusServiceUnavailable, "never used online"))
+	}
+	offline()
+	hub.Stop()
+	hub.Start()
+	offline()
+}
+
+// signCSRs stands in for edgeunit's approver and kube-controller-manager's
+// kubelet-serving signer: it approves every pending kubelet-serving CSR and
+// signs it with the cluster CA, until ctx ends.
+func signCSRs(ctx context.Context, t *testing.T, admin kubernetes.Interface, ca *certs.CA) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		list, err := admin.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, c := range list.Items {
+			if c.Spec.SignerName != certificatesv1.KubeletServingSignerName || len(c.Status.Certificate) > 0 {
+				continue
+			}
+			c.Status.Conditions = append(c.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+				Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test", LastUpdateTime: metav1.Now()})
+			approved, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, c.Name, &c, metav1.UpdateOptions{})
+			if err != nil {
+				continue
+			}
+			block, _ := pem.Decode(c.Spec.Request)
+			req, err := x509.ParseCertificateRequest(block.Bytes)
+			if err != nil {
+				t.Errorf("CSR %s: %v", c.Name, err)
+				continue
+			}
+			der, err := ca.Sign(certs.Request{CommonName: req.Subject.CommonName, Organization: req.Subject.Organization,
+				IPs: req.IPAddresses, DNSNames: req.DNSNames, Lifetime: time.Hour, Server: true}, req.PublicKey, time.Now())
+			if err != nil {
+				t.Errorf("signing CSR %s: %v", c.Name, err)
+				continue
+			}
+			approved.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+			_, _ = admin.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, approved, metav1.UpdateOptions{})
+		}
+	}
+}
