@@ -136,6 +136,9 @@ func leaveSpecs() {
 			g.Expect(os.IsNotExist(err)).To(BeTrue(), "the hub's static pod manifest is gone: %v", err)
 			g.Expect(podsOf(ctx, g, metav1.NamespaceSystem, "edge-hub")).NotTo(HaveKey(n.Name), "hub mirror pod on %s", n.Name)
 			g.Expect(podsOf(ctx, g, testbed.ManagerNamespace, "edge-hub-installer")).NotTo(HaveKey(n.Name), "installer pod on %s", n.Name)
+			lo, err := n.Exec("ip", "-o", "addr", "show", "dev", "lo")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(lo).NotTo(ContainSubstring(inClusterIP()+"/"), "the hub's in-cluster address is off the loopback interface")
 		}).WithContext(ctx).Should(Succeed(), func() string {
 			return describe(ctx, "nodes", "pods -A", "edgeunits") + n.LogTail("systemd", 10)
 		})

@@ -25,14 +25,26 @@ func hubLog(n *testbed.Node) string {
 	return "\n--- edge-hub log on " + n.Name + "\n" + out
 }
 
+// inClusterIP is the address of the hubs' in-cluster listener.
+func inClusterIP() string {
+	host, _, _ := net.SplitHostPort(hub.DefaultListenInCluster)
+	return host
+}
+
 // inClusterSpecs: a pod using client-go's InClusterConfig on a converted
 // node talks to its node's hub, and reads its ConfigMap with the link cut.
 func inClusterSpecs() {
 	It("serves a pod using InClusterConfig through the hub, and keeps serving its ConfigMap while the link is cut", func(ctx SpecContext) {
 		n := tb.Node(autonomousNode)
-		host, _, err := net.SplitHostPort(hub.DefaultListenInCluster)
-		Expect(err).NotTo(HaveOccurred())
+		host := inClusterIP()
 		ns := metav1.NamespaceDefault
+
+		By("the hub's in-cluster address is on the node's loopback interface")
+		Eventually(func(g Gomega) {
+			lo, err := n.Exec("ip", "-o", "addr", "show", "dev", "lo")
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(lo).To(ContainSubstring(host + "/32 scope host"))
+		}).WithContext(ctx).WithTimeout(time.Minute).Should(Succeed())
 
 		By("the hub's serving certificate: requested as the node, approved by edgeunit, signed by kube-controller-manager with the cluster CA")
 		Eventually(func(g Gomega) {
