@@ -35,10 +35,11 @@ const (
 // has the kubelet's subject (system:node:<node>, Organization system:nodes),
 // which that signer requires, but serves only: server auth and no client
 // auth, so it can never authenticate to the apiserver as the node. Its only
-// SANs are link-local addresses (169.254.0.0/16, fe80::/10): a link-local
-// address is reachable only from the node itself, so a certificate for it
-// gives no node power over another node's traffic, the same argument as for
-// MayServeLoopback.
+// SANs are link-local addresses (169.254.0.0/16, fe80::/10): every node
+// holds the same address as a local one, so traffic a node's pods send to
+// it is delivered on that node and never leaves it. A certificate for it
+// therefore gives no node power over another node's traffic, the same
+// argument as for MayServeLoopback.
 var HubInClusterIdentity = Identity{
 	Component:       "edge-hub-incluster",
 	SignerName:      SignerKubeletServing,

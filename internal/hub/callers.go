@@ -8,10 +8,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
 
 	"github.com/edgeunit/edgeunit/internal/hub/store"
 )
@@ -21,7 +25,41 @@ import (
 // the user keys the cache.
 const callerSep = "|"
 
-func callerClient(component, user string) string { return component + callerSep + user }
+// callerClient names an in-cluster caller. The user is escaped, so that
+// no user name can spell another's cache keys; an empty user (a token the
+// hub could not put a name to) is served but never cached.
+func callerClient(component, user string) string {
+	return component + callerSep + url.QueryEscape(user)
+}
+
+// callerQueryKeys are the query parameters of a caller's cacheable read:
+// any other parameter would give one more cache entry per value.
+var callerQueryKeys = map[string]bool{
+	"labelSelector": true, "fieldSelector": true, "resourceVersion": true, "resourceVersionMatch": true,
+	"timeout": true, "timeoutSeconds": true, "limit": true, "continue": true,
+	"watch": true, "allowWatchBookmarks": true, "sendInitialEvents": true,
+}
+
+// callerCacheable bounds what a caller's reads may add to the store: reads
+// of resources with the usual parameters, and discovery (/version, /api,
+// /apis and each group version) without any. A pod cannot grow the cache
+// with made-up paths or parameters: unknown resources answer 404, which is
+// never recorded.
+func callerCacheable(client string, ri reqInfo, r *http.Request) bool {
+	_, user, _ := strings.Cut(client, callerSep)
+	if user == "" {
+		return false
+	}
+	if !ri.isResource() {
+		return r.URL.RawQuery == "" && (ri.prefix != "" || r.URL.Path == "/version" || r.URL.Path == "/api" || r.URL.Path == "/apis")
+	}
+	for k := range ri.query {
+		if !callerQueryKeys[k] {
+			return false
+		}
+	}
+	return true
+}
 
 // componentOf is the component part of a client name.
 func componentOf(client string) string {
@@ -57,8 +95,13 @@ func bearerToken(r *http.Request) (string, bool) {
 // hub cannot verify it, and serving a cached answer to an unverified token
 // would hand one pod's secrets to another.
 //
-// Where SelfSubjectReview is not allowed, a token is its own user: its
-// answers are cached for that token only.
+// The kubelet's TokenRequests through the hub teach it tokens too (learn):
+// a token the kubelet gets while online is known before any pod uses it,
+// so a rotation just before the link is cut does not lock the pod out.
+//
+// Where SelfSubjectReview is not allowed, a token the hub has not learned
+// is served online as itself and never cached. A token the apiserver
+// refuses (401) is forgotten.
 type callers struct {
 	h     *Hub
 	mu    sync.Mutex
@@ -88,6 +131,7 @@ func (c *callers) identify(ctx context.Context, token string) (string, error) {
 	now := time.Now()
 	rec, ok := c.lookup(sum)
 	if ok && !rec.Expires.IsZero() && !now.Before(rec.Expires) {
+		c.forget(token)
 		return "", &statusError{http.StatusUnauthorized, "Unauthorized", "edge-hub: the token has expired"}
 	}
 	if ok {
@@ -98,12 +142,28 @@ func (c *callers) identify(ctx context.Context, token string) (string, error) {
 			"edge-hub: the cloud link is down and this token was never used online, so it cannot be verified"}
 	}
 	user, err := c.review(ctx, token, sum)
-	if err != nil {
+	if err != nil || user == "" {
 		return "", err
 	}
-	rec = callerRecord{User: user, Expires: tokenExpiry(token)}
-	c.remember(sum, rec)
+	c.remember(sum, callerRecord{User: user, Expires: tokenExpiry(token)})
 	return user, nil
+}
+
+// learn remembers a token the apiserver issued to user (a TokenRequest's
+// answer).
+func (c *callers) learn(token, user string) {
+	c.remember(tokenSum(token), callerRecord{User: user, Expires: tokenExpiry(token)})
+}
+
+// forget drops a token the apiserver refused.
+func (c *callers) forget(token string) {
+	sum := tokenSum(token)
+	c.mu.Lock()
+	delete(c.known, sum)
+	c.mu.Unlock()
+	if err := c.h.store.DropResponse(callerStoreKey(sum)); err != nil {
+		c.h.log.Error(err, "Forgetting a refused in-cluster token failed")
+	}
 }
 
 func (c *callers) lookup(sum string) (callerRecord, bool) {
@@ -181,8 +241,9 @@ func (c *callers) review(ctx context.Context, token, sum string) (string, error)
 	case resp.StatusCode == http.StatusUnauthorized:
 		return "", &statusError{http.StatusUnauthorized, "Unauthorized", "Unauthorized"}
 	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusNotFound:
-		// Reviews not allowed or not served: the token is its own user.
-		return "token:" + sum, nil
+		// Reviews not allowed or not served: served online as itself,
+		// never cached (no user to key its answers by).
+		return "", nil
 	default:
 		return "", &statusError{http.StatusServiceUnavailable, "ServiceUnavailable",
 			fmt.Sprintf("edge-hub: the token review failed with HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(raw))}
@@ -206,4 +267,42 @@ func tokenExpiry(token string) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(claims.Exp, 0)
+}
+
+// learnFromTokenRequest remembers the token of a TokenRequest the apiserver
+// answered through the hub (the kubelet's, for its pods' projected
+// tokens): the apiserver issued it to that service account, so it is that
+// user. The answer is read whole (it is small) and put back for the client.
+func (c *callers) learnFromTokenRequest(resp *http.Response) {
+	req := resp.Request
+	if req == nil || req.Method != http.MethodPost || resp.StatusCode != http.StatusCreated {
+		return
+	}
+	ri := parseRequest(req)
+	if ri.prefix != "api" || ri.resource != "serviceaccounts" || ri.sub != "token" || ri.namespace == "" || ri.name == "" {
+		return
+	}
+	if enc := resp.Header.Get("Content-Encoding"); enc != "" && enc != "identity" {
+		return
+	}
+	body, err := readBody(resp.Body, 1<<20)
+	_ = resp.Body.Close()
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	if err != nil {
+		return
+	}
+	tr := &authenticationv1.TokenRequest{}
+	switch mediaType(resp.Header.Get("Content-Type")) {
+	case mediaProtobuf:
+		if _, _, err := pbCodec.Decode(body, nil, tr); err != nil {
+			return
+		}
+	default:
+		if err := json.Unmarshal(body, tr); err != nil {
+			return
+		}
+	}
+	if tr.Status.Token != "" {
+		c.learn(tr.Status.Token, "system:serviceaccount:"+ri.namespace+":"+ri.name)
+	}
 }

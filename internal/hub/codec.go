@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -25,9 +26,10 @@ const (
 	mediaProtobuf = "application/vnd.kubernetes.protobuf"
 )
 
-// codecScheme knows the kinds the hub answers writes for (Lease, Node, Pod)
-// and metav1.Status; client-go's full scheme would link every API group
-// into the node binary for nothing.
+// codecScheme knows the kinds the hub answers writes for (Lease, Node, Pod),
+// metav1.Status, and TokenRequest (whose answers teach it in-cluster
+// callers' tokens); client-go's full scheme would link every API group into
+// the node binary for nothing.
 var (
 	codecScheme = runtime.NewScheme()
 	pbCodec     *protobuf.Serializer
@@ -37,6 +39,7 @@ var (
 func init() {
 	utilruntime.Must(corev1.AddToScheme(codecScheme))
 	utilruntime.Must(coordinationv1.AddToScheme(codecScheme))
+	utilruntime.Must(authenticationv1.AddToScheme(codecScheme))
 	pbCodec = protobuf.NewSerializer(codecScheme, codecScheme)
 	jsonCodec = json.NewSerializerWithOptions(json.DefaultMetaFactory, codecScheme, codecScheme, json.SerializerOptions{})
 }

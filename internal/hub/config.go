@@ -270,8 +270,8 @@ func (c Config) Validate() error {
 		switch ip := net.ParseIP(host); {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("--listen-in-cluster %q: %w", c.ListenInCluster, err))
-		case ip == nil || !ip.IsLinkLocalUnicast():
-			errs = append(errs, fmt.Errorf("--listen-in-cluster %q: must be a link-local IP address (169.254.0.0/16 or fe80::/10), reachable from this node only", c.ListenInCluster))
+		case ip == nil || ip.To4() == nil || !ip.IsLinkLocalUnicast():
+			errs = append(errs, fmt.Errorf("--listen-in-cluster %q: must be an IPv4 link-local address (169.254.0.0/16): pods' traffic to it stays on the node", c.ListenInCluster))
 		case c.ListenHTTP == "":
 			errs = append(errs, errors.New("--listen-in-cluster needs --listen-http: the hub requests its certificate through it"))
 		}

@@ -20,6 +20,10 @@ type answerFilter struct {
 	// changes is closed when the filter's decisions change: a watch it
 	// filters then ends with 410 Expired, so the client re-lists.
 	changes func() <-chan struct{}
+	// expireWatch, when set, says a watch starting now must end with 410
+	// Expired at once: it continues a list filtered by decisions since
+	// changed.
+	expireWatch func() bool
 }
 
 // filterFor is the filter of client's reads of ri, or nil.
@@ -30,7 +34,9 @@ func (h *Hub) filterFor(client string, ri reqInfo) *answerFilter {
 		return &answerFilter{what: "service topology", object: h.topo.filter, changes: h.topo.changes}
 	case component == ClientKubelet && h.inCluster != nil && ri.prefix == "api" && ri.resource == "services" &&
 		(ri.namespace == "" || ri.namespace == apiServiceNamespace):
-		return &answerFilter{what: "in-cluster API endpoint", object: h.inCluster.rewriteService, changes: h.inCluster.changes}
+		h.inCluster.viewed(ri)
+		return &answerFilter{what: "in-cluster API endpoint", object: h.inCluster.rewriteService,
+			changes: h.inCluster.changes, expireWatch: h.inCluster.expireWatch}
 	}
 	return nil
 }

@@ -95,6 +95,12 @@ func New(cfg Config, log logr.Logger) (*Hub, error) {
 		},
 		Transport:     proxyTransport{h: h},
 		FlushInterval: -1,
+		ModifyResponse: func(resp *http.Response) error {
+			if h.inCluster != nil {
+				h.inCluster.callers.learnFromTokenRequest(resp)
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if isLinkError(r.Context().Err(), err) {
 				h.link.markOffline("request failed: " + err.Error())

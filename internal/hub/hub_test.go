@@ -90,9 +90,9 @@ func TestConfigValidation(t *testing.T) {
 		"bad duration":        {[]string{"--node-name=n", "--server=https://x", "--probe-interval=0s"}, "--probe-interval"},
 		"bad flag":            {[]string{"--nope"}, "not defined"},
 		"in-cluster":          {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=169.254.31.1:10269"}, ""},
-		"in-cluster ipv6":     {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=[fe80::31]:10269"}, ""},
-		"in-cluster routable": {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=10.1.2.3:10269"}, "must be a link-local IP"},
-		"in-cluster name":     {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=hub.local:10269"}, "must be a link-local IP"},
+		"in-cluster ipv6":     {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=[fe80::31]:10269"}, "IPv4 link-local"},
+		"in-cluster routable": {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=10.1.2.3:10269"}, "IPv4 link-local"},
+		"in-cluster name":     {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=hub.local:10269"}, "IPv4 link-local"},
 		"in-cluster no port":  {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=169.254.31.1"}, "--listen-in-cluster"},
 		"in-cluster no HTTP":  {[]string{"--node-name=n", "--server=https://x", "--listen-in-cluster=169.254.31.1:10269", "--listen-http="}, "needs --listen-http"},
 	}

@@ -49,8 +49,9 @@ const (
 //
 // Identity: each request carries the pod's own token, which the hub
 // forwards as it is (without the node's certificate). The hub learns the
-// token's user once, online, with a SelfSubjectReview, and caches answers
-// per user (callers): offline, a token seen online reads what its user read.
+// token's user from the kubelet's TokenRequest that obtained it, or once,
+// online, with a SelfSubjectReview, and caches answers per user (callers):
+// offline, a token it knows reads what its user read.
 type inCluster struct {
 	h       *Hub
 	addr    string
@@ -58,9 +59,29 @@ type inCluster struct {
 	callers *callers
 
 	serving atomic.Bool
+	// stale: the kubelet read Services before the listener served; its
+	// next watch must make it re-list (see expireWatch).
+	stale   atomic.Bool
 	mu      sync.Mutex
 	changed chan struct{}
 }
+
+// viewed records a read of the kubelet's Services (what answerFilter's
+// viewed is told).
+func (ic *inCluster) viewed(ri reqInfo) {
+	switch serving := ic.serving.Load(); {
+	case !serving:
+		ic.stale.Store(true)
+	case ri.verb == "list":
+		ic.stale.Store(false)
+	}
+}
+
+// expireWatch says whether a Service watch of the kubelet starting now
+// must end at once with 410 Expired: it continues a list answered before
+// the listener served, which changes (closed as it started serving) could
+// not reach, so the kubelet would keep the apiserver's address.
+func (ic *inCluster) expireWatch() bool { return ic.serving.Load() && ic.stale.Load() }
 
 func newInCluster(h *Hub) (*inCluster, error) {
 	host, _, err := net.SplitHostPort(h.cfg.ListenInCluster)
@@ -146,8 +167,28 @@ func (ic *inCluster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(withCallerToken(r.Context(), token))
-	ic.h.handle(w, r, callerClient(identify(r), user))
+	sw := &statusWriter{ResponseWriter: w}
+	ic.h.handle(sw, r, callerClient(identify(r), user))
+	if sw.code == http.StatusUnauthorized {
+		ic.callers.forget(token) // revoked, or its pod gone
+	}
 }
+
+// statusWriter notes the status code written through it.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets http.ResponseController flush and hijack (watches, exec).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // run brings up the address, obtains the certificate and serves until ctx
 // ends. Each step is retried: the node may be offline, or not yet approved.
@@ -202,6 +243,7 @@ func (ic *inCluster) run(ctx context.Context) {
 	srv := &http.Server{
 		Handler:           ic,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       5 * time.Minute,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: req.GetCertificate, NextProtos: []string{"h2", "http/1.1"}},
 	}
 	done := make(chan struct{})
@@ -214,9 +256,11 @@ func (ic *inCluster) run(ctx context.Context) {
 	ic.setServing(true)
 	select {
 	case <-ctx.Done():
+		// Stopping: the hub is going away, and the kubelet's view stays
+		// as it is until the next hub serves.
 	case <-done:
+		ic.setServing(false) // the kubelet hands out the apiserver again
 	}
-	ic.setServing(false)
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)

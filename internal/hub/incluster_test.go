@@ -1,10 +1,13 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -13,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/edgeunit/edgeunit/internal/hub/store"
 )
@@ -182,3 +187,107 @@ func (w *recordingWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 func (w *recordingWriter) WriteHeader(code int) { w.code = code }
+
+func TestCallerCacheable(t *testing.T) {
+	reader := callerClient(ClientOther, "system:serviceaccount:default:app")
+	tests := map[string]struct {
+		client, target string
+		want           bool
+	}{
+		"an object":                      {reader, "/api/v1/namespaces/default/configmaps/data", true},
+		"a list with selectors":          {reader, "/api/v1/namespaces/default/configmaps?labelSelector=a%3Db&limit=500", true},
+		"discovery":                      {reader, "/apis/apps/v1", true},
+		"the version":                    {reader, "/version", true},
+		"a made-up parameter":            {reader, "/api/v1/namespaces/default/configmaps/data?n=1", false},
+		"discovery with a parameter":     {reader, "/version?n=1", false},
+		"another non-resource path":      {reader, "/openapi/v2", false},
+		"a token without a user":         {callerClient(ClientOther, ""), "/api/v1/namespaces/default/configmaps/data", false},
+		"logs":                           {reader, "/api/v1/namespaces/default/pods/p/log", false},
+		"a user spelling another's keys": {callerClient(ClientOther, "a /api/v1/x"), "/api/v1/namespaces/default/configmaps/data", true},
+	}
+	h := &Hub{}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			u, _ := url.Parse(tc.target)
+			r := &http.Request{Method: http.MethodGet, URL: u, Header: http.Header{}}
+			if got := h.cacheable(tc.client, parseRequest(r), r); got != tc.want {
+				t.Fatalf("cacheable = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if c := callerClient(ClientOther, "a /api/v1/x"); strings.ContainsAny(strings.TrimPrefix(c, ClientOther+callerSep), " /") {
+		t.Errorf("caller name %q keeps the user's spaces or slashes: it could spell another user's cache keys", c)
+	}
+}
+
+// TestKubeletWatchAfterStaleList: a Service list the kubelet got before
+// the listener served makes its next watch end at once, so it re-lists
+// and sees the listener's address; a list while serving clears that.
+func TestKubeletWatchAfterStaleList(t *testing.T) {
+	h := &Hub{cfg: Config{ListenInCluster: "169.254.31.1:10269"}}
+	ic, err := newInCluster(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.inCluster = ic
+	req := func(target string) reqInfo {
+		u, _ := url.Parse(target)
+		return parseRequest(&http.Request{Method: http.MethodGet, URL: u})
+	}
+	list, watch := req("/api/v1/services"), req("/api/v1/services?watch=true&resourceVersion=5")
+	f := h.filterFor(ClientKubelet, list) // answered before serving
+	if f.expireWatch() {
+		t.Fatal("a watch expires before the listener serves")
+	}
+	ic.setServing(true)
+	if !h.filterFor(ClientKubelet, watch).expireWatch() {
+		t.Fatal("the watch after a list answered before serving does not expire: the kubelet keeps the apiserver's address")
+	}
+	h.filterFor(ClientKubelet, list) // the re-list, served rewritten
+	if h.filterFor(ClientKubelet, watch).expireWatch() {
+		t.Fatal("the watch after a list answered while serving expires: the kubelet would re-list forever")
+	}
+}
+
+// TestLearnFromTokenRequest: a token the apiserver issues through the hub
+// (the kubelet's TokenRequest, protobuf or JSON) is known offline, as its
+// service account; the client still gets the answer whole.
+func TestLearnFromTokenRequest(t *testing.T) {
+	st, _, err := store.Open(filepath.Join(t.TempDir(), "cache.db"), 5*time.Second, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	h := &Hub{log: logr.Discard(), store: st, link: newLink(logr.Discard(), false)}
+	c := newCallers(h)
+	for name, encode := range map[string]func(*authenticationv1.TokenRequest) (string, []byte){
+		"protobuf": func(tr *authenticationv1.TokenRequest) (string, []byte) {
+			var buf bytes.Buffer
+			if err := pbCodec.Encode(tr, &buf); err != nil {
+				t.Fatal(err)
+			}
+			return mediaProtobuf, buf.Bytes()
+		},
+		"json": func(tr *authenticationv1.TokenRequest) (string, []byte) {
+			b, _ := json.Marshal(tr)
+			return mediaJSON, b
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			token := jwt(time.Now().Add(time.Hour)) + name
+			tr := &authenticationv1.TokenRequest{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "TokenRequest"},
+				Status: authenticationv1.TokenRequestStatus{Token: token}}
+			ct, body := encode(tr)
+			u, _ := url.Parse("/api/v1/namespaces/shop/serviceaccounts/till/token")
+			resp := &http.Response{StatusCode: http.StatusCreated, Header: http.Header{"Content-Type": {ct}},
+				Body: io.NopCloser(bytes.NewReader(body)), Request: &http.Request{Method: http.MethodPost, URL: u}}
+			c.learnFromTokenRequest(resp)
+			if got, _ := io.ReadAll(resp.Body); !bytes.Equal(got, body) {
+				t.Fatal("the client's answer changed")
+			}
+			if user, err := c.identify(context.Background(), token); err != nil || user != "system:serviceaccount:shop:till" {
+				t.Fatalf("offline, the learned token is %q (%v); want system:serviceaccount:shop:till", user, err)
+			}
+		})
+	}
+}

@@ -78,3 +78,20 @@ func newMetrics(h *Hub) *metrics {
 	)
 	return m
 }
+
+// metricVerb and metricResource keep label values to a known set: a
+// client chooses its method, and an in-cluster caller its path.
+func metricVerb(v string) string {
+	switch v {
+	case "get", "list", "watch", "create", "update", "patch", "delete", "deletecollection", "head", "options":
+		return v
+	}
+	return "other"
+}
+
+func metricResource(client, r string) string {
+	if isCaller(client) && r != "" && !knownResource(r) {
+		return "other"
+	}
+	return r
+}

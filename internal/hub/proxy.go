@@ -31,7 +31,7 @@ func (h *Hub) handle(w http.ResponseWriter, r *http.Request, client string) {
 	start := time.Now()
 	ri := parseRequest(r)
 	outcome := h.serve(w, r, client, ri)
-	h.metrics.requests.WithLabelValues(componentOf(client), ri.verb, outcome).Inc()
+	h.metrics.requests.WithLabelValues(componentOf(client), metricVerb(ri.verb), outcome).Inc()
 	if log := h.log.V(4); log.Enabled() {
 		log.Info("Request", "client", client, "verb", ri.verb, "path", r.URL.Path, "outcome", outcome, "duration", time.Since(start).String())
 	}
@@ -76,9 +76,12 @@ func (h *Hub) cacheable(client string, ri reqInfo, r *http.Request) bool {
 	if client == ClientHub {
 		return false // netbind: see startNetBind
 	}
-	// An in-cluster caller's reads are cached under its identity: what
-	// the apiserver let that identity read, it may read again offline.
-	if !isCaller(client) && !h.cached[client] && !(h.filtered[client] && ri.resource == "endpointslices") {
+	if isCaller(client) {
+		if !callerCacheable(client, ri, r) {
+			return false
+		}
+	} else if !h.cached[client] && h.filterFor(client, ri) == nil {
+		// Filtered answers take the cached path, cached or not.
 		return false
 	}
 	if ri.sub != "" && ri.sub != "status" {
@@ -437,13 +440,13 @@ func (h *Hub) serveFromCache(w http.ResponseWriter, r *http.Request, client stri
 		ok = false
 	}
 	if ok {
-		h.metrics.cacheHits.WithLabelValues(componentOf(client), ri.resource).Inc()
+		h.metrics.cacheHits.WithLabelValues(componentOf(client), metricResource(client, ri.resource)).Inc()
 		return true
 	}
 	if final {
-		h.metrics.cacheMisses.WithLabelValues(componentOf(client), ri.resource).Inc()
+		h.metrics.cacheMisses.WithLabelValues(componentOf(client), metricResource(client, ri.resource)).Inc()
 		writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable",
-			fmt.Sprintf("edge-hub: the cloud link is down and no cached copy of %s exists for %s", r.URL.RequestURI(), client))
+			fmt.Sprintf("edge-hub: the cloud link is down and no cached copy of %s exists for %s", r.URL.RequestURI(), componentOf(client)))
 	}
 	return false
 }

@@ -179,16 +179,20 @@ func identify(r *http.Request) string {
 
 // kindOf guesses the kind of a resource for an empty collection recorded
 // from a watch (list responses carry their kind).
+var knownKinds = map[string]string{
+	"pods": "Pod", "nodes": "Node", "services": "Service", "endpoints": "Endpoints",
+	"endpointslices": "EndpointSlice", "configmaps": "ConfigMap", "secrets": "Secret",
+	"leases": "Lease", "namespaces": "Namespace", "persistentvolumes": "PersistentVolume",
+	"persistentvolumeclaims": "PersistentVolumeClaim", "runtimeclasses": "RuntimeClass",
+	"csidrivers": "CSIDriver", "csinodes": "CSINode", "serviceaccounts": "ServiceAccount",
+	"events": "Event", "ingresses": "Ingress", "networkpolicies": "NetworkPolicy",
+	"edgeunits": "EdgeUnit", "nodepools": "NodePool", "tunnelendpoints": "TunnelEndpoint",
+}
+
+func knownResource(resource string) bool { _, ok := knownKinds[resource]; return ok }
+
 func kindOf(resource string) string {
-	known := map[string]string{
-		"pods": "Pod", "nodes": "Node", "services": "Service", "endpoints": "Endpoints",
-		"endpointslices": "EndpointSlice", "configmaps": "ConfigMap", "secrets": "Secret",
-		"leases": "Lease", "namespaces": "Namespace", "persistentvolumes": "PersistentVolume",
-		"persistentvolumeclaims": "PersistentVolumeClaim", "runtimeclasses": "RuntimeClass",
-		"csidrivers": "CSIDriver", "csinodes": "CSINode", "serviceaccounts": "ServiceAccount",
-		"events": "Event", "ingresses": "Ingress", "networkpolicies": "NetworkPolicy",
-	}
-	if k, ok := known[resource]; ok {
+	if k, ok := knownKinds[resource]; ok {
 		return k
 	}
 	s := strings.TrimSuffix(resource, "s")

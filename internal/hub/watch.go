@@ -27,6 +27,11 @@ func (h *Hub) serveWatch(w http.ResponseWriter, r *http.Request, client string, 
 	var topoCh <-chan struct{}
 	if filter != nil {
 		topoCh = filter.changes()
+		if filter.expireWatch != nil && filter.expireWatch() {
+			writeWatchHeader(w, rc)
+			writeEvent(w, rc, expiredEvent("edge-hub: "+filter.what+" changed; re-list"))
+			return outcomeProxied
+		}
 	}
 	started := false
 	if online {
@@ -200,11 +205,11 @@ func (h *Hub) holdWatch(w http.ResponseWriter, r *http.Request, rc *http.Respons
 					h.log.Error(err, "Cached collection unusable", "key", key)
 					_ = h.store.DropCollection(key)
 				}
-				h.metrics.cacheMisses.WithLabelValues(componentOf(client), ri.resource).Inc()
+				h.metrics.cacheMisses.WithLabelValues(componentOf(client), metricResource(client, ri.resource)).Inc()
 				writeStatus(w, http.StatusServiceUnavailable, "ServiceUnavailable", "edge-hub: the cloud link is down and nothing is cached for "+r.URL.RequestURI())
 				return outcomeCacheMiss
 			}
-			h.metrics.cacheHits.WithLabelValues(componentOf(client), ri.resource).Inc()
+			h.metrics.cacheHits.WithLabelValues(componentOf(client), metricResource(client, ri.resource)).Inc()
 		} else {
 			writeWatchHeader(w, rc)
 		}

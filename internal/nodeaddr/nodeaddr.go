@@ -7,9 +7,14 @@ import (
 	"fmt"
 	"net"
 
+	"syscall"
+
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 )
+
+// scopeHost is RT_SCOPE_HOST: the address is valid on this host only, and
+// never chosen as the source of traffic leaving it.
+const scopeHost = 254
 
 // EnsureLoopback puts ip on the node's loopback interface with host
 // scope: local traffic to it (pods' through their default route to the
@@ -34,7 +39,7 @@ func RemoveLoopback(ip net.IP) error {
 	if err != nil {
 		return fmt.Errorf("looking up the loopback interface: %w", err)
 	}
-	if err := netlink.AddrDel(lo, loopbackAddr(ip)); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+	if err := netlink.AddrDel(lo, loopbackAddr(ip)); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
 		return fmt.Errorf("removing %s from the loopback interface: %w", ip, err)
 	}
 	return nil
@@ -45,5 +50,5 @@ func loopbackAddr(ip net.IP) *netlink.Addr {
 	if ip.To4() == nil {
 		bits = 128
 	}
-	return &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, Scope: unix.RT_SCOPE_HOST}
+	return &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, Scope: scopeHost}
 }

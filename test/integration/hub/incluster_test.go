@@ -109,22 +109,24 @@ func TestInClusterClients(t *testing.T) {
 	}
 
 	wait("the in-cluster listener serving the reader", time.Minute, expect("reader online", readerToken, http.StatusOK, `"k":"from the cloud"`))
-	// Forwarded as the pod, not as the node: the stranger is refused by
-	// RBAC, and no token at all by the hub.
-	wait("the stranger refused", 10*time.Second, expect("stranger online", strangerToken, http.StatusForbidden, "forbidden"))
+	// The stranger is refused by RBAC, as itself (the apiserver names it),
+	// and no token at all by the hub.
+	wait("the stranger refused", 10*time.Second, expect("stranger online", strangerToken, http.StatusForbidden, "system:serviceaccount:default:stranger"))
 	wait("no token refused", 10*time.Second, expect("no token", "", http.StatusUnauthorized, "bearer token"))
 
 	// The kubelet, on the hub's loopback listener, gets the listener's
 	// address as the kubernetes Service's.
 	nodeHTTP := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: nsn.DialContext}}
-	wait("the kubelet's view of default/kubernetes", 10*time.Second, func() error {
-		code, body, err := get(nodeHTTP, hub.URL()+"/api/v1/namespaces/default/services/kubernetes", "", kubeletUA)
-		host, port, _ := net.SplitHostPort(addr)
-		if err != nil || code != http.StatusOK || !strings.Contains(body, `"clusterIP":"`+host+`"`) || !strings.Contains(body, `"port":`+port) {
-			return fmt.Errorf("HTTP %d %s (%v)", code, body, err)
-		}
-		return nil
-	})
+	host, port, _ := net.SplitHostPort(addr)
+	for _, path := range []string{"/api/v1/namespaces/default/services/kubernetes", "/api/v1/services"} {
+		wait("the kubelet's view of default/kubernetes in "+path, 10*time.Second, func() error {
+			code, body, err := get(nodeHTTP, hub.URL()+path, "", kubeletUA)
+			if err != nil || code != http.StatusOK || !strings.Contains(body, `"clusterIP":"`+host+`"`) || !strings.Contains(body, `"port":`+port) {
+				return fmt.Errorf("HTTP %d %s (%v)", code, body, err)
+			}
+			return nil
+		})
+	}
 
 	// Offline: the reader's token reads from the cache, a token never
 	// used online is refused, and so after a restart.
@@ -132,6 +134,9 @@ func TestInClusterClients(t *testing.T) {
 	offline := func() {
 		wait("offline: the reader served from the cache", 30*time.Second, expect("reader offline", readerToken, http.StatusOK, `"k":"from the cloud"`))
 		wait("offline: a token never seen refused", 10*time.Second, expect("new token offline", laterToken, http.StatusServiceUnavailable, "never used online"))
+		// Its answers are the reader's: the stranger, seen online, gets
+		// none of them.
+		wait("offline: the stranger gets nothing", 10*time.Second, expect("stranger offline", strangerToken, http.StatusServiceUnavailable, "no cached copy"))
 	}
 	offline()
 	hub.Stop()
