@@ -73,9 +73,20 @@ e2e: e2e-deps ## Real-node end-to-end suite: real kubelets and containerd in nam
 bench: envtest e2e-deps ## Benchmarks (see test/bench; the realnode one needs root).
 	go test -tags e2e -p 1 -count=1 -timeout 90m -run '^$$' -bench . -benchtime 1x ./test/bench/...
 
+# DEMO_REAL_NODE: auto adds, as root, a real edge node next to the demo's
+# simulated cluster (so, as root, `make demo` runs e2e-deps first); on
+# insists on it; off leaves it out.
+DEMO_REAL_NODE ?= auto
+DEMO_DEPS := envtest build
+ifeq ($(shell id -u),0)
+ifneq ($(DEMO_REAL_NODE),off)
+DEMO_DEPS += e2e-deps
+endif
+endif
+
 .PHONY: demo
-demo: envtest build ## Start the embedded local environment.
-	$(BIN)/edgeunit-demo --assets $(ENVTEST_DIR)
+demo: $(DEMO_DEPS) ## Start the embedded local environment (as root with a real edge node; DEMO_REAL_NODE=off without).
+	$(BIN)/edgeunit-demo --assets $(ENVTEST_DIR) --real-node=$(DEMO_REAL_NODE)
 
 ##@ Images and OLM bundle
 

@@ -1,7 +1,9 @@
 // Command edgeunit-demo runs edgeunit's embedded local environment: a
 // kube-apiserver and etcd, the CRDs and webhooks, the manager, simulated edge
 // nodes and config/samples, a tunnel-server with a tunnel-agent per edge
-// node, and prints what to look at.
+// node, and prints what to look at. As root it adds a real edge node in a
+// cluster of its own (`edgeunit-demo real-node run`, which it starts), whose
+// power `edgeunit-demo real-node power-cycle` cuts and restores.
 package main
 
 import (
@@ -26,6 +28,9 @@ func main() {
 }
 
 func run() int {
+	if len(os.Args) > 1 && os.Args[1] == "real-node" {
+		return runRealNode(os.Args[2:])
+	}
 	fs := flag.NewFlagSet("edgeunit-demo", flag.ContinueOnError)
 	var o demo.Options
 	fs.StringVar(&o.AssetsDir, "assets", "", "Directory holding the kube-apiserver and etcd binaries (default: $KUBEBUILDER_ASSETS, else bin/k8s in the repository; build them with 'make envtest').")
@@ -36,10 +41,12 @@ func run() int {
 	fs.StringVar(&o.BinDir, "bin-dir", "", "Directory holding tunnel-server and tunnel-agent (default: next to this executable, as 'make build' puts them; else they are built with 'go build').")
 	fs.DurationVar(&o.ReadyTimeout, "ready-timeout", demo.DefaultReadyTimeout, "How long to wait for the NodePools to become Ready, and then for the tunnel agents to connect.")
 	fs.BoolVar(&o.ExitAfterSetup, "exit-after-setup", false, "Print the summary and exit instead of running until interrupted.")
+	realNode := fs.String("real-node", string(demo.RealNodeAuto), "Add a real edge node (kubelet, containerd, runc in namespaces of their own, from the binaries make e2e-deps builds) in a cluster of its own: auto (where the machine allows it: Linux, root; else say why not), on (or fail), off.")
 	zopts := zap.Options{Level: zapcore.ErrorLevel}
 	zopts.BindFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: edgeunit-demo [flags]\n\nStarts a local control plane with edgeunit's manager, simulated edge nodes and\nconfig/samples, runs a tunnel-server and a tunnel-agent per edge node on this\nmachine, prints a kubeconfig and runs until interrupted.\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "Usage: edgeunit-demo [flags]\n       edgeunit-demo real-node power-cycle [--socket PATH]\n\n"+
+			"Starts a local control plane with edgeunit's manager, simulated edge nodes and\nconfig/samples, runs a tunnel-server and a tunnel-agent per edge node on this\nmachine, prints a kubeconfig and runs until interrupted. As root it also runs a\nreal edge node in a cluster of its own (--real-node).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(os.Args[1:]); err != nil {
@@ -51,6 +58,11 @@ func run() int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "edgeunit-demo takes no arguments, got %q\n", fs.Args())
 		fs.Usage()
+		return 2
+	}
+	var err error
+	if o.RealNode, err = demo.ParseRealNodeMode(*realNode); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
 
@@ -88,4 +100,67 @@ func signalContext() (context.Context, context.CancelFunc) {
 		signal.Stop(ch)
 		cancel(nil)
 	}
+}
+
+// runRealNode is `edgeunit-demo real-node run|power-cycle`.
+func runRealNode(args []string) int {
+	usage := "Usage: edgeunit-demo real-node power-cycle [--socket PATH]\n" +
+		"       edgeunit-demo real-node run [flags]   (the demo starts it)\n"
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return 2
+	}
+	fs := flag.NewFlagSet("edgeunit-demo real-node "+args[0], flag.ContinueOnError)
+	socket := fs.String("socket", demo.DefaultRealNodeSocket(), "The real node's socket: real-node.sock next to the demo's kubeconfig.")
+	switch args[0] {
+	case "power-cycle":
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), "Usage: edgeunit-demo real-node power-cycle [--socket PATH]\n\n"+
+				"Cuts the power of the real edge node a running demo started (everything on it is killed,\n"+
+				"/run and the containers' cgroups go, as in a reboot), boots it again, and waits until its\n"+
+				"workload answers on its pod IP again.\n\nFlags:\n")
+			fs.PrintDefaults()
+		}
+		if err := fs.Parse(args[1:]); err != nil {
+			return flagExit(err)
+		}
+		ctx, stop := signalContext()
+		defer stop()
+		if err := demo.PowerCycle(ctx, *socket, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "edgeunit-demo real-node power-cycle: %v\n", err)
+			return 1
+		}
+		return 0
+	case "run":
+		var o demo.RealNodeOptions
+		fs.StringVar(&o.RepoRoot, "repo-root", "", "The edgeunit repository, whose bin/ holds what the node runs (make e2e-deps builds it).")
+		fs.StringVar(&o.SamplesDir, "samples-dir", "", "Directory of the objects to apply (config/samples).")
+		fs.StringVar(&o.KubeconfigOut, "kubeconfig-out", "", "Where to write the admin kubeconfig of the real node's cluster; removed on exit.")
+		fs.StringVar(&o.Kubectl, "kubectl", "kubectl", "kubectl used for the summary.")
+		if err := fs.Parse(args[1:]); err != nil {
+			return flagExit(err)
+		}
+		if o.SamplesDir == "" || o.KubeconfigOut == "" {
+			fmt.Fprintln(os.Stderr, "edgeunit-demo real-node run: --samples-dir and --kubeconfig-out are required")
+			return 2
+		}
+		o.Socket, o.Log = *socket, os.Stdout
+		ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel), zap.WriteTo(os.Stderr)))
+		ctx, stop := signalContext()
+		defer stop()
+		if err := demo.RunRealNode(ctx, o); err != nil {
+			fmt.Fprintf(os.Stderr, "edgeunit-demo real-node run: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "edgeunit-demo real-node: unknown command %q\n%s", args[0], usage)
+	return 2
+}
+
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
 }

@@ -62,7 +62,9 @@ func demoCmd(t *testing.T, ctx context.Context, args ...string) (*exec.Cmd, stri
 		t.Fatal(err)
 	}
 	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
-	args = append([]string{"--assets", assets, "--bin-dir", testBinDir, "--kubeconfig-out", kubeconfig, "--ready-timeout", "2m"}, args...)
+	// The simulated cluster only, as root too: a real node needs the
+	// machine-wide testbed, which `make e2e` may hold.
+	args = append([]string{"--assets", assets, "--bin-dir", testBinDir, "--kubeconfig-out", kubeconfig, "--ready-timeout", "2m", "--real-node=off"}, args...)
 	cmd := exec.CommandContext(ctx, os.Args[0], args...)
 	cmd.Env = append(os.Environ(), runMainEnv+"=1")
 	// Should the test time out, SIGTERM still lets the demo clean up.

@@ -61,8 +61,11 @@ type Demo struct {
 	stopMgr    context.CancelFunc
 	mgrStopped chan struct{}
 	mgrErr     error
-	// procs are the child processes (tunnel-server, tunnel-agents).
+	// procs are the child processes (tunnel-server, tunnel-agents, the
+	// real node's helper).
 	procs *processes
+	// realNode is the helper process of the real edge node, if one runs.
+	realNode *realNodeHelper
 
 	stopOnce sync.Once
 	stopErr  error
@@ -77,12 +80,19 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	defer func() {
-		fmt.Fprintln(d.opts.Out, "Stopping the tunnel processes, the manager, kube-apiserver and etcd")
+		what := "the tunnel processes, the manager, kube-apiserver and etcd"
+		if d.realNode.running() {
+			what = "the real edge node and its cluster, " + what
+		}
+		fmt.Fprintf(d.opts.Out, "Stopping %s\n", what)
 		if stopErr := d.Stop(); stopErr != nil {
 			err = errors.Join(err, fmt.Errorf("stopping the demo: %w", stopErr))
 		}
 	}()
 	if err := d.Report(ctx, d.opts.Out); err != nil {
+		return err
+	}
+	if err := d.followRealNode(ctx); err != nil {
 		return err
 	}
 	if d.opts.ExitAfterSetup {
@@ -110,7 +120,9 @@ func Run(ctx context.Context, o Options) (err error) {
 // Start brings the environment up: control plane, CRDs and webhooks,
 // kubeconfig, manager, nodes, samples; waits until the pools are Ready; then
 // runs the tunnel (server and agents as processes) and waits until its
-// agents show as connected.
+// agents show as connected. With Options.RealNode it first starts the real
+// edge node's helper, which starts its own cluster meanwhile (Run prints
+// what it did after the summary).
 // When a step fails, what was started so far is stopped again; the Demo
 // returned with the error, if any, says where it ran.
 func Start(ctx context.Context, o Options) (_ *Demo, err error) {
@@ -140,6 +152,9 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 
 	if d.WorkDir, err = os.MkdirTemp("", "edgeunit-demo-"); err != nil {
 		return d, fmt.Errorf("creating the working directory: %w", err)
+	}
+	if err := d.startRealNodeHelper(); err != nil {
+		return d, err
 	}
 	d.printf("Starting kube-apiserver and etcd from %s (working directory %s)\n", o.AssetsDir, d.WorkDir)
 	if err := d.startControlPlane(); err != nil {
@@ -333,7 +348,8 @@ func (d *Demo) startManager(ctx context.Context) error {
 	return nil
 }
 
-// Stop ends the tunnel processes (by PID), shuts the manager down, then
+// Stop ends the tunnel processes and the real node's helper (by PID), shuts
+// the manager down, then
 // kube-apiserver and etcd, and removes the working directory and the
 // kubeconfig. It is safe to call more than once and on a partly started
 // demo.
@@ -345,9 +361,15 @@ func (d *Demo) Stop() error {
 func (d *Demo) stop() error {
 	var errs []error
 	// The tunnel first: its server reports to the apiserver until it ends.
+	// The real node's helper stops its own cluster.
 	if d.procs != nil {
 		if err := d.procs.stopAll(); err != nil {
 			errs = append(errs, err)
+		}
+	}
+	if h := d.realNode; h != nil {
+		if exited, err := h.proc.Exited(); exited && err != nil {
+			errs = append(errs, h.proc.exitError())
 		}
 	}
 	if d.stopMgr != nil {

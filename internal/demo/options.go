@@ -43,6 +43,11 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// ExitAfterSetup makes Run return once the summary is printed.
 	ExitAfterSetup bool
+	// RealNode says whether to run a real edge node next to the simulated
+	// ones (see RealNodeMode); default off. The node runs in a helper
+	// process, `<this executable> real-node run`, so the executable must
+	// be edgeunit-demo.
+	RealNode RealNodeMode
 	// Out receives the progress and the summary. Default: os.Stdout.
 	Out io.Writer
 }
@@ -70,6 +75,11 @@ func (o *Options) Complete() error {
 	if o.KubeconfigOut == "" {
 		o.KubeconfigOut = DefaultKubeconfigOut()
 	}
+	mode, err := ParseRealNodeMode(string(o.RealNode))
+	if err != nil {
+		return err
+	}
+	o.RealNode = mode
 
 	if o.AssetsDir == "" {
 		dir, err := testenv.AssetsDir()
@@ -101,7 +111,6 @@ func (o *Options) Complete() error {
 		return fmt.Errorf("samples directory: %w", err)
 	}
 
-	var err error
 	if o.BinDir != "" {
 		if err := checkBinaries(o.BinDir); err != nil {
 			return fmt.Errorf("--bin-dir %s: %w (run `make build`)", o.BinDir, err)

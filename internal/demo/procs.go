@@ -25,6 +25,9 @@ type process struct {
 	PID int
 	// Log is the file its stdout and stderr go to.
 	Log string
+	// stopTimeout is how long it gets to exit after SIGTERM;
+	// processStopTimeout when zero.
+	stopTimeout time.Duration
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -105,7 +108,7 @@ func (p *process) exitError() error {
 	return fmt.Errorf("%s (pid %d) %s%s", p.Name, p.PID, why, logTail(p.Log, 15))
 }
 
-// stop sends SIGTERM, waits, then SIGKILL. It is a no-op for a process that
+// stop sends SIGTERM, waits (stopTimeout), then SIGKILL. It is a no-op for a process that
 // has exited already.
 func (p *process) stop() error {
 	select {
@@ -116,17 +119,21 @@ func (p *process) stop() error {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("stopping %s (pid %d): %w", p.Name, p.PID, err)
 	}
+	grace := p.stopTimeout
+	if grace == 0 {
+		grace = processStopTimeout
+	}
 	select {
 	case <-p.done:
 		return nil
-	case <-time.After(processStopTimeout):
+	case <-time.After(grace):
 	}
 	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("killing %s (pid %d): %w", p.Name, p.PID, err)
 	}
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s (pid %d) ignored SIGTERM for %s and was killed", p.Name, p.PID, processStopTimeout)
+		return fmt.Errorf("%s (pid %d) ignored SIGTERM for %s and was killed", p.Name, p.PID, grace)
 	case <-time.After(processStopTimeout):
 		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.Name, p.PID)
 	}

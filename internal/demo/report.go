@@ -107,12 +107,18 @@ func (d *Demo) kubectlPath() (string, error) {
 }
 
 func (d *Demo) runKubectl(ctx context.Context, kubectl string, args ...string) (string, error) {
+	return kubectlOutput(ctx, kubectl, d.Kubeconfig, filepath.Join(d.WorkDir, "kubectl-cache"), args...)
+}
+
+// kubectlOutput runs kubectl with a kubeconfig and a cache directory and
+// returns what it printed, ending in one newline.
+func kubectlOutput(ctx context.Context, kubectl, kubeconfig, cacheDir string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, kubectlTimeout)
 	defer cancel()
-	full := append([]string{"--kubeconfig", d.Kubeconfig, "--cache-dir", filepath.Join(d.WorkDir, "kubectl-cache")}, args...)
+	full := append([]string{"--kubeconfig", kubeconfig, "--cache-dir", cacheDir}, args...)
 	out, err := exec.CommandContext(ctx, kubectl, full...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+		return "", fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return strings.TrimRight(string(out), "\n") + "\n", nil
 }
@@ -219,7 +225,7 @@ func (d *Demo) printNotRunning(ctx context.Context, w io.Writer, te *edgev1.Tunn
 	if err := d.Client.List(ctx, &dss, client.InNamespace(ns)); err != nil {
 		return fmt.Errorf("listing DaemonSets in %s: %w", ns, err)
 	}
-	fmt.Fprintf(w, "What does not run here: no kube-controller-manager and no kubelet run in this demo, so the\n"+
+	fmt.Fprintf(w, "What does not run here: no kube-controller-manager and no kubelet run in this cluster, so the\n"+
 		"workloads the manager created in namespace %s get no pods:\n", ns)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, dep := range deps.Items {

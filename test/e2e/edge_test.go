@@ -47,30 +47,10 @@ func unitConditions(ctx context.Context) []metav1.Condition {
 }
 
 // appPod is the test workload on one node: the testapp image, pinned to
-// the node, tolerating the pool's taint. It mounts no service account
-// token (see the closing note of the testbed: a token cannot be requested
-// offline).
+// the node, tolerating the pool's taint, with no service account token.
 func appPod(node string) *corev1.Pod {
-	return &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: "testapp-" + node, Namespace: metav1.NamespaceDefault, Labels: appLabels},
-		Spec: corev1.PodSpec{
-			NodeSelector:                  map[string]string{corev1.LabelHostname: node},
-			Tolerations:                   []corev1.Toleration{{Key: "example.com/edge", Operator: corev1.TolerationOpExists}},
-			AutomountServiceAccountToken:  new(false),
-			TerminationGracePeriodSeconds: new(int64(2)),
-			Containers: []corev1.Container{{
-				Name:            "app",
-				Image:           testbed.TestAppImage,
-				ImagePullPolicy: corev1.PullNever,
-				Args:            []string{"serve", fmt.Sprintf("--listen=:%d", appPort)},
-				Env: []corev1.EnvVar{{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{
-					FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
-				Ports: []corev1.ContainerPort{{ContainerPort: appPort}},
-				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-					Path: "/", Port: intOrPort(appPort)}}, PeriodSeconds: 1},
-			}},
-		},
-	}
+	return testbed.TestAppPod("testapp-"+node, appLabels, node, appPort,
+		[]corev1.Toleration{{Key: "example.com/edge", Operator: corev1.TolerationOpExists}})
 }
 
 // One ordered container: each spec builds on the state the one before
