@@ -28,7 +28,11 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -571,4 +575,48 @@ func RSSKiB(pid int) (rss, hwm int64, err error) {
 		}
 	}
 	return rss, hwm, nil
+}
+
+// SignKubeletServing stands in for edgeunit's approver and kube-controller-manager's
+// kubelet-serving signer: it approves every pending kubelet-serving CSR and
+// signs it with the cluster CA, until ctx ends.
+func SignKubeletServing(ctx context.Context, tb testing.TB, admin kubernetes.Interface, ca *certs.CA) {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		list, err := admin.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for _, c := range list.Items {
+			if c.Spec.SignerName != certificatesv1.KubeletServingSignerName || len(c.Status.Certificate) > 0 {
+				continue
+			}
+			c.Status.Conditions = append(c.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+				Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test", LastUpdateTime: metav1.Now()})
+			approved, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, c.Name, &c, metav1.UpdateOptions{})
+			if err != nil {
+				continue
+			}
+			block, _ := pem.Decode(c.Spec.Request)
+			req, err := x509.ParseCertificateRequest(block.Bytes)
+			if err != nil {
+				tb.Errorf("CSR %s: %v", c.Name, err)
+				continue
+			}
+			der, err := ca.Sign(certs.Request{CommonName: req.Subject.CommonName, Organization: req.Subject.Organization,
+				IPs: req.IPAddresses, DNSNames: req.DNSNames, Lifetime: time.Hour, Server: true}, req.PublicKey, time.Now())
+			if err != nil {
+				tb.Errorf("signing CSR %s: %v", c.Name, err)
+				continue
+			}
+			approved.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+			_, _ = admin.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, approved, metav1.UpdateOptions{})
+		}
+	}
 }

@@ -1,10 +1,8 @@
 package hub_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -15,13 +13,11 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
-	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/edgeunit/edgeunit/internal/certs"
 	"github.com/edgeunit/edgeunit/internal/hub/hubtest"
 	"github.com/edgeunit/edgeunit/internal/netnstest"
 )
@@ -41,7 +37,7 @@ func TestInClusterClients(t *testing.T) {
 	cp := hubtest.StartControlPlaneWith(t, hubtest.ControlPlaneOptions{BindAddress: link.HostIP})
 	ctx := t.Context()
 	admin := must(kubernetes.NewForConfig(cp.AdminConfig("incluster-test")))
-	go signCSRs(ctx, t, admin, cp.CA)
+	go hubtest.SignKubeletServing(ctx, t, admin, cp.CA)
 
 	// A ConfigMap the reader service account may get, and one that may not.
 	must(admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Data: map[string]string{"k": "from the cloud"}}, metav1.CreateOptions{}))
@@ -142,48 +138,4 @@ func TestInClusterClients(t *testing.T) {
 	hub.Stop()
 	hub.Start()
 	offline()
-}
-
-// signCSRs stands in for edgeunit's approver and kube-controller-manager's
-// kubelet-serving signer: it approves every pending kubelet-serving CSR and
-// signs it with the cluster CA, until ctx ends.
-func signCSRs(ctx context.Context, t *testing.T, admin kubernetes.Interface, ca *certs.CA) {
-	tick := time.NewTicker(200 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		list, err := admin.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
-		if err != nil {
-			continue
-		}
-		for _, c := range list.Items {
-			if c.Spec.SignerName != certificatesv1.KubeletServingSignerName || len(c.Status.Certificate) > 0 {
-				continue
-			}
-			c.Status.Conditions = append(c.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-				Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "Test", LastUpdateTime: metav1.Now()})
-			approved, err := admin.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, c.Name, &c, metav1.UpdateOptions{})
-			if err != nil {
-				continue
-			}
-			block, _ := pem.Decode(c.Spec.Request)
-			req, err := x509.ParseCertificateRequest(block.Bytes)
-			if err != nil {
-				t.Errorf("CSR %s: %v", c.Name, err)
-				continue
-			}
-			der, err := ca.Sign(certs.Request{CommonName: req.Subject.CommonName, Organization: req.Subject.Organization,
-				IPs: req.IPAddresses, DNSNames: req.DNSNames, Lifetime: time.Hour, Server: true}, req.PublicKey, time.Now())
-			if err != nil {
-				t.Errorf("signing CSR %s: %v", c.Name, err)
-				continue
-			}
-			approved.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-			_, _ = admin.CertificatesV1().CertificateSigningRequests().UpdateStatus(ctx, approved, metav1.UpdateOptions{})
-		}
-	}
 }
