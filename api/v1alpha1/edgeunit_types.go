@@ -124,13 +124,16 @@ type NetworkAutonomySpec struct {
 
 // EdgeUnitSpec is the desired state of an EdgeUnit.
 type EdgeUnitSpec struct {
-	// nodePools in this unit. A pool belongs to at most one unit.
+	// nodePools in this unit, by NodePool name (a DNS-1123 subdomain of at
+	// most 63 characters: a name no NodePool could have is refused). A pool
+	// belongs to at most one unit.
 	// +required
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	NodePools []string `json:"nodePools"`
 	// hub configures the edge hub on the unit's nodes.
 	// +optional

@@ -16,13 +16,15 @@ type TunnelExposure struct {
 	// +optional
 	// +kubebuilder:default=LoadBalancer
 	Type ServiceType `json:"type,omitempty"`
-	// addresses agents dial (host names or IPs), in addition to what the
-	// Service reports. Also put in the serving certificate.
+	// addresses agents dial, in addition to what the Service reports: DNS
+	// names (lower case, DNS-1123) or IPv4/IPv6 addresses, without a port.
+	// Also put in the serving certificate.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=8
 	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:Pattern=`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,7}|[0-9a-fA-F]{0,4}(:[0-9a-fA-F]{0,4}){2,6}:[0-9]{1,3}(\.[0-9]{1,3}){3})$`
 	Addresses []string `json:"addresses,omitempty"`
 	// annotations for the Service, such as a cloud load balancer's settings.
 	// +optional

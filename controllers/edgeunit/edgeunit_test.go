@@ -453,6 +453,8 @@ var _ = Describe("EdgeUnit controller", func() {
 			"spec.nodePools", "at least 1 items"),
 		Entry("missing pools", "", map[string]any{},
 			"spec.nodePools", "Required value"),
+		Entry("a pool name no NodePool could have", "", map[string]any{"nodePools": []any{"shop-1", "Bad_Pool!"}},
+			"spec.nodePools[1]", "should match"),
 		Entry("stable VTEP MAC without a device", "", map[string]any{
 			"nodePools":       []any{"p"},
 			"networkAutonomy": map[string]any{"stableVTEPMAC": true, "vtepDevice": ""},

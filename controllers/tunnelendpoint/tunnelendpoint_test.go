@@ -582,7 +582,21 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		Entry("an unknown service type", func(te *edgev1.TunnelEndpoint) {
 			te.Spec.Service.Type = "ExternalName"
 		}, "spec.service.type", "Unsupported value"),
+		Entry("an address that is not a host name or IP", func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Addresses = []string{"tunnel.example.com", "not a host!"}
+		}, "spec.service.addresses[1]", "should match"),
+		Entry("an address with a port", func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Addresses = []string{"tunnel.example.com:443"}
+		}, "spec.service.addresses[0]", "should match"),
 	)
+
+	It("accepts DNS names and IPv4 and IPv6 addresses", func(ctx SpecContext) {
+		te := newEndpoint(uniq("addresses"), func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Service.Addresses = []string{"tunnel.example.com", "192.0.2.10", "fd00::10", "::ffff:192.0.2.11", "2001:db8:0:0:0:0:0:1"}
+		})
+		Expect(k8s.Create(ctx, te)).To(Succeed())
+		Expect(k8s.Delete(ctx, te)).To(Succeed())
+	})
 })
 
 // connectListener serves CONNECT on loopback as a tunnel-server replica
