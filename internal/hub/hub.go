@@ -45,6 +45,9 @@ type Hub struct {
 	writeMu sync.Mutex
 
 	ready atomic.Bool
+	// hasCache: the store holds something to answer from (found at start,
+	// or recorded since).
+	hasCache atomic.Bool
 	// Addresses the listeners got (useful with port 0).
 	HTTPAddr, HTTPSAddr, AdminAddr string
 	listening                      chan struct{}
@@ -78,6 +81,7 @@ func New(cfg Config, log logr.Logger) (*Hub, error) {
 		h.metrics.quarantined.Inc()
 	}
 	log.Info("Store opened", "path", st.Path(), "values", res.Verified, "quarantinedAs", res.Quarantined)
+	h.hasCache.Store(res.Verified > 0)
 	h.journalDepth.Store(int64(st.JournalDepth()))
 	h.rec = newRecorder(h)
 	h.topo = newTopology(h)
@@ -247,7 +251,9 @@ func (h *Hub) adminHandler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok"))
 	})
-	// Ready when serving: online, or offline with a cache to serve from.
+	// Ready when it can answer: online, or offline with a cache to serve
+	// from. A new hub whose first probe has not passed yet, with nothing
+	// recorded, is not: every read would get 503.
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !h.ready.Load() {
 			http.Error(w, "not serving", http.StatusServiceUnavailable)
@@ -255,6 +261,10 @@ func (h *Hub) adminHandler() http.Handler {
 		}
 		state := "online"
 		if !h.link.Online() {
+			if !h.hasCache.Load() {
+				http.Error(w, "offline with nothing cached yet", http.StatusServiceUnavailable)
+				return
+			}
 			state = "offline, serving from cache"
 		}
 		_, _ = fmt.Fprintf(w, "ok (%s)", state)

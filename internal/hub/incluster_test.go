@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -289,5 +290,31 @@ func TestLearnFromTokenRequest(t *testing.T) {
 				t.Fatalf("offline, the learned token is %q (%v); want system:serviceaccount:shop:till", user, err)
 			}
 		})
+	}
+}
+
+// TestReadyMeansCanAnswer: offline, the hub is ready only with a cache to
+// answer from; online it is.
+func TestReadyMeansCanAnswer(t *testing.T) {
+	h := &Hub{log: logr.Discard(), link: newLink(logr.Discard(), false)}
+	h.metrics = newMetrics(h)
+	h.ready.Store(true)
+	admin := h.adminHandler()
+	readyz := func() (int, string) {
+		rec := httptest.NewRecorder()
+		admin.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := readyz(); code != http.StatusServiceUnavailable || !strings.Contains(body, "nothing cached") {
+		t.Errorf("offline with an empty cache: HTTP %d %q, want 503", code, body)
+	}
+	h.hasCache.Store(true)
+	if code, body := readyz(); code != http.StatusOK || !strings.Contains(body, "offline, serving from cache") {
+		t.Errorf("offline with a cache: HTTP %d %q, want 200", code, body)
+	}
+	h.hasCache.Store(false)
+	h.link.markOnline()
+	if code, body := readyz(); code != http.StatusOK || !strings.Contains(body, "online") {
+		t.Errorf("online: HTTP %d %q, want 200", code, body)
 	}
 }

@@ -274,6 +274,8 @@ func (r *recorder) do(op recOp, stop <-chan struct{}) {
 		defer op.page.body.release()
 		if err := r.recordPage(op.list, op.page); err != nil {
 			log.V(2).Info("Not recording list page", "key", op.list, "err", err.Error())
+		} else {
+			r.h.hasCache.Store(true)
 		}
 	case op.list != "":
 		r.mu.Lock()
@@ -284,6 +286,8 @@ func (r *recorder) do(op recOp, stop <-chan struct{}) {
 			defer lr.body.release()
 			if err := r.recordList(op.list, lr); err != nil {
 				log.Error(err, "Recording list failed", "key", op.list)
+			} else {
+				r.h.hasCache.Store(true)
 			}
 		}
 	}
@@ -298,6 +302,9 @@ func (r *recorder) putResponses(recs []*responseRecord) {
 	if err != nil {
 		r.h.log.Error(err, "Recording responses failed", "responses", len(recs))
 		return
+	}
+	if written > 0 {
+		r.h.hasCache.Store(true)
 	}
 	r.h.metrics.recorded.WithLabelValues("response").Add(float64(written))
 	if same := len(recs) - written; same > 0 {
@@ -322,6 +329,9 @@ func (r *recorder) apply(batches []store.ChangeBatch) {
 	n := 0
 	for _, b := range batches {
 		n += len(b.Changes)
+	}
+	if n > 0 {
+		r.h.hasCache.Store(true)
 	}
 	r.h.metrics.recorded.WithLabelValues("event").Add(float64(n))
 }
