@@ -9,9 +9,11 @@
 // certificate whose identity is its node name (see certs.TunnelAgentNode).
 // Before anything else it sends a hello frame naming the node; the server
 // refuses the connection unless that name is the one the certificate carries.
-// Both sides then run a yamux session over the TLS connection: every
-// connection the cloud wants on the node is one yamux stream with its own
-// flow-control window, so a slow reader stalls only its stream.
+// Both sides then run a multiplexed session over the TLS connection (the
+// project's own multiplexer, package mux): every connection the cloud wants
+// on the node is one stream with its own flow-control window, so a slow
+// reader stalls only its stream, and control frames never wait behind
+// data.
 //
 // The server opens a stream per connection and writes a request frame with
 // the target (host:port); the agent checks the target against its policy
