@@ -144,13 +144,34 @@ func (h *Hub) Run(ctx context.Context) error {
 	go func() { defer close(recDone); h.rec.run(stop) }()
 
 	bg, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
+	var servers []*http.Server
+	serving := false
+	// One way down, from wherever starting stopped: the listeners stop
+	// (gracefully once serving), the background loops end, then the
+	// recorder drains what they queued.
+	defer func() {
+		h.ready.Store(false)
+		cancel()
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		for _, srv := range servers {
+			if serving {
+				_ = srv.Shutdown(sctx)
+			}
+			_ = srv.Close()
+		}
+		wg.Wait()
+		close(stop)
+		<-recDone
+		if serving {
+			h.log.Info("Edge hub stopped")
+		}
+	}()
 	wg.Go(func() { h.probeLoop(bg) })
 	wg.Go(func() { h.replayLoop(bg) })
 	wg.Go(func() { h.topo.run(bg) })
 
-	var servers []*http.Server
 	errCh := make(chan error, 4)
 	serve := func(addr string, handler http.Handler, tlsCfg *tls.Config, dst *string) error {
 		if addr == "" {
@@ -180,10 +201,6 @@ func (h *Hub) Run(ctx context.Context) error {
 	if h.cfg.ListenHTTPS != "" {
 		var err error
 		if tlsCfg, err = h.servingTLS(); err != nil {
-			cancel()
-			wg.Wait()
-			close(stop)
-			<-recDone
 			return err
 		}
 	}
@@ -194,53 +211,28 @@ func (h *Hub) Run(ctx context.Context) error {
 		dst  *string
 	}{{h.cfg.ListenHTTP, h, nil, &h.HTTPAddr}, {h.cfg.ListenHTTPS, h, tlsCfg, &h.HTTPSAddr}, {h.cfg.ListenAdmin, h.adminHandler(), nil, &h.AdminAddr}} {
 		if err := serve(s.addr, s.h, s.tls, s.dst); err != nil {
-			cancel()
-			for _, srv := range servers {
-				_ = srv.Close()
-			}
-			wg.Wait()
-			close(stop)
-			<-recDone
 			return err
 		}
 	}
 	if h.cfg.NetBind.Enabled {
 		if err := h.startNetBind(bg, &wg, errCh); err != nil {
-			cancel()
-			for _, srv := range servers {
-				_ = srv.Close()
-			}
-			wg.Wait()
-			close(stop)
-			<-recDone
 			return err
 		}
 	}
 	if h.inCluster != nil {
 		wg.Go(func() { h.inCluster.run(bg) })
 	}
+	serving = true
 	h.ready.Store(true)
 	close(h.listening)
 	h.log.Info("Edge hub serving", "http", h.HTTPAddr, "https", h.HTTPSAddr, "admin", h.AdminAddr, "node", h.cfg.NodeName, "upstream", h.up.base.String())
 
-	var runErr error
 	select {
 	case <-ctx.Done():
-	case runErr = <-errCh:
+		return nil
+	case err := <-errCh:
+		return err
 	}
-	h.ready.Store(false)
-	cancel()
-	sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer scancel()
-	for _, srv := range servers {
-		_ = srv.Shutdown(sctx)
-		_ = srv.Close()
-	}
-	wg.Wait()
-	close(stop)
-	<-recDone
-	h.log.Info("Edge hub stopped")
-	return runErr
 }
 
 // Listening is closed once the listeners are up.
