@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 )
 
 // maxListed bounds how many names a condition message lists.
@@ -28,11 +29,11 @@ func networkCondition(u *edgev1.EdgeUnit, sum summary) metav1.Condition {
 	case len(sum.overflow) > 0:
 		c.Reason = edgev1.ReasonLimitExceeded
 		c.Message = fmt.Sprintf("Bindings beyond %d nodes per unit or %d pods per node are not recorded; over the limit: %s",
-			maxNodes, maxPodsPerNode, strings.Join(firstN(sum.overflow, maxListed), ", "))
+			maxNodes, maxPodsPerNode, strings.Join(conditions.FirstN(sum.overflow, maxListed), ", "))
 	case len(sum.noVTEPIP) > 0:
 		c.Status, c.Reason = metav1.ConditionUnknown, edgev1.ReasonBindingsPending
 		c.Message = fmt.Sprintf("%d of %d nodes report no InternalIP (nor %s) for their VTEP: %s",
-			len(sum.noVTEPIP), sum.nodes, AnnotationFlannelPublicIP, strings.Join(firstN(sum.noVTEPIP, maxListed), ", "))
+			len(sum.noVTEPIP), sum.nodes, AnnotationFlannelPublicIP, strings.Join(conditions.FirstN(sum.noVTEPIP, maxListed), ", "))
 	default:
 		c.Status, c.Reason = metav1.ConditionTrue, edgev1.ReasonSynced
 		c.Message = bound(na, sum)
@@ -84,13 +85,6 @@ func bindingsEqual(a, b []edgev1.NodeBinding) bool {
 		}
 	}
 	return true
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) > n {
-		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
-	}
-	return s
 }
 
 // statusApply is the server-side apply configuration of the fields this

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 	"github.com/edgeunit/edgeunit/controllers/internal/statusapply"
 )
 
@@ -95,7 +96,7 @@ func conversionOf(obs *observed) edgev1.ConversionStatus {
 		Converted:   int32(len(obs.conversion[edgev1.ConversionConverted])),
 		Converting:  int32(len(obs.conversion[edgev1.ConversionConverting])),
 		RolledBack:  int32(len(obs.conversion[edgev1.ConversionRolledBack])),
-		FailedNodes: firstN(obs.conversion[edgev1.ConversionRolledBack], maxFailedNodes),
+		FailedNodes: conditions.FirstN(obs.conversion[edgev1.ConversionRolledBack], maxFailedNodes),
 	}
 }
 
@@ -118,7 +119,7 @@ func conversionCondition(u *edgev1.EdgeUnit, obs *observed) metav1.Condition {
 	case len(failed) > 0:
 		c.Reason = edgev1.ReasonRolledBack
 		c.Message = fmt.Sprintf("%d of %d nodes converted; the switch to the hub failed and was rolled back on %s (the node's annotation %s says why; the installer tries again later)",
-			len(converted), n, strings.Join(firstN(failed, maxListed), ", "), edgev1.AnnotationConversionMessage)
+			len(converted), n, strings.Join(conditions.FirstN(failed, maxListed), ", "), edgev1.AnnotationConversionMessage)
 	case u.Spec.Hub.NodeConversion == edgev1.NodeConversionManual:
 		c.Reason = edgev1.ReasonManual
 		c.Message = fmt.Sprintf("spec.hub.nodeConversion is Manual: %d of %d nodes converted (run `edge-hub convert` on a node)", len(converted), n)
@@ -130,7 +131,7 @@ func conversionCondition(u *edgev1.EdgeUnit, obs *observed) metav1.Condition {
 			}
 		}
 		c.Reason = edgev1.ReasonConverting
-		c.Message = fmt.Sprintf("%d of %d nodes converted; waiting for %s", len(converted), n, strings.Join(firstN(pending, maxListed), ", "))
+		c.Message = fmt.Sprintf("%d of %d nodes converted; waiting for %s", len(converted), n, strings.Join(conditions.FirstN(pending, maxListed), ", "))
 	}
 	return c
 }
@@ -169,7 +170,7 @@ func tunnelCondition(u *edgev1.EdgeUnit, obs *observed) metav1.Condition {
 		}
 		c.Reason = edgev1.ReasonNotConnected
 		c.Message = fmt.Sprintf("%d of %d tunnel agents are connected to TunnelEndpoint %q; not connected: %s",
-			len(obs.nodes)-len(missing), len(obs.nodes), te.Name, strings.Join(firstN(missing, maxListed), ", "))
+			len(obs.nodes)-len(missing), len(obs.nodes), te.Name, strings.Join(conditions.FirstN(missing, maxListed), ", "))
 		if int(te.Status.ConnectedAgents) > len(te.Status.Agents) {
 			c.Message += fmt.Sprintf(" (the endpoint lists %d of its %d agents, so some of these may be connected)", len(te.Status.Agents), te.Status.ConnectedAgents)
 		}
@@ -206,7 +207,7 @@ func readyCondition(u *edgev1.EdgeUnit, obs *observed, hub, tunnel metav1.Condit
 			claims = append(claims, fmt.Sprintf("%s (owned by EdgeUnit %s)", p, obs.claimed[p]))
 		}
 		reasons = append(reasons, edgev1.ReasonPoolClaimed)
-		msgs = append(msgs, "NodePools owned by an older EdgeUnit are left to it: "+strings.Join(firstN(claims, maxListed), ", "))
+		msgs = append(msgs, "NodePools owned by an older EdgeUnit are left to it: "+strings.Join(conditions.FirstN(claims, maxListed), ", "))
 	}
 	if hub.Status != metav1.ConditionTrue {
 		reasons = append(reasons, hub.Reason)
@@ -302,13 +303,6 @@ func eventType(c metav1.Condition) string {
 		return corev1.EventTypeNormal
 	}
 	return corev1.EventTypeWarning
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) > n {
-		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
-	}
-	return s
 }
 
 func truncate(s string) string {

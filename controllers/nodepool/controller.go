@@ -24,6 +24,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/index"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 	"github.com/edgeunit/edgeunit/controllers/internal/lastwrite"
 )
 
@@ -111,7 +112,7 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	if statusEqual(pool.Status, next) {
 		return reconcile.Result{}, nil
 	}
-	wasReady := isReady(pool.Status.Conditions)
+	wasReady := conditions.IsReady(pool.Status.Conditions)
 	// Server-side apply of the whole status with every field explicit: the
 	// server then holds next whatever it held before. A merge patch is a
 	// diff from the copy this pass read, and from a stale copy it leaves
@@ -124,7 +125,7 @@ func (r *PoolReconciler) Reconcile(ctx context.Context, req reconcile.Request) (
 	written.Supersede(pool.ResourceVersion)
 	pool.Status = next
 	r.written.Remember(pool, &pool.Status, written)
-	if nowReady := isReady(next.Conditions); nowReady != wasReady {
+	if nowReady := conditions.IsReady(next.Conditions); nowReady != wasReady {
 		log.V(2).Info("NodePool readiness changed", "nodePool", klog.KObj(pool), "ready", nowReady)
 		r.event(pool, nowReady)
 	}
@@ -139,7 +140,7 @@ func (r *PoolReconciler) event(pool *edgev1.NodePool, ready bool) {
 		r.Recorder.Eventf(pool, nil, corev1.EventTypeNormal, edgev1.ReasonSynced, "Sync", "All %d nodes carry the pool's keys", pool.Status.NodeCount)
 		return
 	}
-	c := findCondition(pool.Status.Conditions, edgev1.ConditionReady)
+	c := conditions.Find(pool.Status.Conditions, edgev1.ConditionReady)
 	r.Recorder.Eventf(pool, nil, corev1.EventTypeWarning, c.Reason, "Sync", "%s", c.Message)
 }
 

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 )
 
 func ptr(s string) *string { return &s }
@@ -308,7 +309,7 @@ func TestComputeStatus(t *testing.T) {
 			if got := [3]int32{st.NodeCount, st.ReadyNodes, st.NotReadyNodes}; got != tc.wantCounts {
 				t.Errorf("counts = %v, want %v", got, tc.wantCounts)
 			}
-			c := findCondition(st.Conditions, edgev1.ConditionReady)
+			c := conditions.Find(st.Conditions, edgev1.ConditionReady)
 			if c.Status != tc.wantReady || c.Reason != tc.wantReason {
 				t.Errorf("Ready = %s/%s, want %s/%s", c.Status, c.Reason, tc.wantReady, tc.wantReason)
 			}

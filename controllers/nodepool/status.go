@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 	"github.com/edgeunit/edgeunit/controllers/internal/statusapply"
 )
 
@@ -65,7 +66,7 @@ func computeStatus(pool *edgev1.NodePool, unit string, members []corev1.Node) ed
 		slices.Sort(conflicts)
 		synced.Status, synced.Reason = metav1.ConditionFalse, edgev1.ReasonKeyConflict
 		synced.Message = fmt.Sprintf("%d keys are held by another writer with a different value and were left alone: %s",
-			len(conflicts), strings.Join(firstN(conflicts, maxListedConflicts), "; "))
+			len(conflicts), strings.Join(conditions.FirstN(conflicts, maxListedConflicts), "; "))
 	case pending:
 		synced.Status, synced.Reason = metav1.ConditionFalse, edgev1.ReasonSyncing
 		// No running count here: it would rewrite the status for every
@@ -83,13 +84,6 @@ func computeStatus(pool *edgev1.NodePool, unit string, members []corev1.Node) ed
 	meta.SetStatusCondition(&st.Conditions, synced)
 	meta.SetStatusCondition(&st.Conditions, ready)
 	return st
-}
-
-func firstN(s []string, n int) []string {
-	if len(s) > n {
-		return append(s[:n:n], fmt.Sprintf("and %d more", len(s)-n))
-	}
-	return s
 }
 
 // statusEqual compares statuses ignoring condition transition times, which
@@ -127,15 +121,4 @@ func newStatusApply(name string, st edgev1.NodePoolStatus) *statusapply.Apply[ow
 		Unit:               st.Unit,
 		Conditions:         conds,
 	})
-}
-
-func isReady(conds []metav1.Condition) bool {
-	return meta.IsStatusConditionTrue(conds, edgev1.ConditionReady)
-}
-
-func findCondition(conds []metav1.Condition, t string) metav1.Condition {
-	if c := meta.FindStatusCondition(conds, t); c != nil {
-		return *c
-	}
-	return metav1.Condition{Type: t, Status: metav1.ConditionUnknown}
 }

@@ -18,6 +18,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/certificates"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 )
 
 // reconcileServices applies the headless Service and the Service agents
@@ -157,9 +158,9 @@ func (r *Reconciler) patchStatus(ctx context.Context, te *edgev1.TunnelEndpoint,
 	if err := r.Client.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return client.IgnoreNotFound(fmt.Errorf("applying status of TunnelEndpoint %s: %w", te.Name, err))
 	}
-	if was, now := isReady(prev.Conditions), isReady(next.Conditions); was != now {
+	if was, now := conditions.IsReady(prev.Conditions), conditions.IsReady(next.Conditions); was != now {
 		ctrl.LoggerFrom(ctx).V(2).Info("TunnelEndpoint readiness changed", "tunnelEndpoint", klog.KObj(te), "ready", now)
-		ready := findCondition(next.Conditions, edgev1.ConditionReady)
+		ready := conditions.Find(next.Conditions, edgev1.ConditionReady)
 		typ := corev1.EventTypeWarning
 		if now {
 			typ = corev1.EventTypeNormal

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 )
 
 // Bounds of status.addresses, from the CRD.
@@ -218,18 +219,7 @@ func computeStatus(te *edgev1.TunnelEndpoint, obs observed, succeeded bool) ownS
 		meta.SetStatusCondition(&st.Conditions, certificateCondition(te, obs.cert, certErr))
 	}
 	meta.SetStatusCondition(&st.Conditions, readyCondition(te,
-		findCondition(st.Conditions, edgev1.ConditionServersReady),
-		findCondition(st.Conditions, edgev1.ConditionCertificateReady)))
+		conditions.Find(st.Conditions, edgev1.ConditionServersReady),
+		conditions.Find(st.Conditions, edgev1.ConditionCertificateReady)))
 	return st
-}
-
-func findCondition(conds []metav1.Condition, t string) metav1.Condition {
-	if c := meta.FindStatusCondition(conds, t); c != nil {
-		return *c
-	}
-	return metav1.Condition{Type: t, Status: metav1.ConditionUnknown}
-}
-
-func isReady(conds []metav1.Condition) bool {
-	return meta.IsStatusConditionTrue(conds, edgev1.ConditionReady)
 }
