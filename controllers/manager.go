@@ -67,6 +67,11 @@ type Options struct {
 	Concurrency int
 	// PprofAddr serves net/http/pprof when set ("" or "0" disables it).
 	PprofAddr string
+	// SharedProcess lets the process build more than one manager (the
+	// demo's tests, benchmarks): controller-runtime then skips its check
+	// that controller names are unique in the process. Off in the manager
+	// binary, where a second controller of the same name is a bug.
+	SharedProcess bool
 }
 
 // Defaults for Options.
@@ -131,7 +136,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 			ByObject:         byObject,
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
-		Controller: config.Controller{SkipNameValidation: ptrTo(true)},
+		Controller: config.Controller{SkipNameValidation: ptrTo(o.SharedProcess)},
 	}
 	if o.EnableWebhooks {
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{Host: o.WebhookHost, Port: o.WebhookPort, CertDir: o.WebhookCertDir})

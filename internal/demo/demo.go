@@ -314,6 +314,8 @@ func (d *Demo) startManager(ctx context.Context) error {
 		WebhookCertDir: wio.LocalServingCertDir,
 		MetricsAddr:    "0",
 		ProbeAddr:      "0",
+		// Tests start several demos in one process.
+		SharedProcess: true,
 	})
 	if err != nil {
 		return err

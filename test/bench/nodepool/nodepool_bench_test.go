@@ -283,10 +283,11 @@ func startManager(ctx context.Context, b *testing.B, cfg *rest.Config, sc scenar
 	b.Helper()
 	mctx, cancel := context.WithCancel(ctx)
 	mgr, err := controllers.NewManager(mctx, cfg, controllers.Options{
-		MetricsAddr: "0",
-		ProbeAddr:   "0",
-		QPS:         sc.qps,
-		Burst:       sc.burst,
+		MetricsAddr:   "0",
+		ProbeAddr:     "0",
+		QPS:           sc.qps,
+		Burst:         sc.burst,
+		SharedProcess: true, // one manager per scenario
 	})
 	if err != nil {
 		cancel()
