@@ -157,26 +157,10 @@ var _ = Describe("The node-side requester", func() {
 		Expect(hub.Current().Leaf.NotAfter.Sub(hub.Current().Leaf.NotBefore)).To(Equal(certificates.DefaultLifetime+5*time.Minute), "no expirationSeconds: the signer's default")
 
 		pool := operatorCA(ctx).Pool()
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		addr, peer := serveOK(ctx, &tls.Config{
 			GetCertificate: hub.GetCertificate, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool, Time: clk.Now, MinVersion: tls.VersionTLS13,
 		})
-		Expect(err).NotTo(HaveOccurred())
-		defer ln.Close()
-		peer := make(chan string, 1)
-		go func() {
-			defer GinkgoRecover()
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			tc := conn.(*tls.Conn)
-			if tc.HandshakeContext(ctx) == nil {
-				peer <- tc.ConnectionState().PeerCertificates[0].Subject.CommonName
-				_, _ = io.WriteString(conn, "ok")
-			}
-		}()
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{
+		conn, err := tls.Dial("tcp", addr, &tls.Config{
 			GetClientCertificate: agent.GetClientCertificate, RootCAs: pool, ServerName: "localhost", Time: clk.Now, MinVersion: tls.VersionTLS13,
 		})
 		Expect(err).NotTo(HaveOccurred())
@@ -255,21 +239,8 @@ var _ = Describe("The hub's in-cluster serving certificate", func() {
 		Eventually(ensured).Should(Receive(BeNil()))
 
 		By("a client that trusts only the cluster CA accepting the hub at its link-local address")
-		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: hub.GetCertificate, MinVersion: tls.VersionTLS13})
-		Expect(err).NotTo(HaveOccurred())
-		defer ln.Close()
-		go func() {
-			defer GinkgoRecover()
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer conn.Close()
-			if conn.(*tls.Conn).HandshakeContext(ctx) == nil {
-				_, _ = io.WriteString(conn, "ok")
-			}
-		}()
-		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: clusterCA.Pool(), ServerName: certs.DefaultHubInClusterIP, Time: clk.Now, MinVersion: tls.VersionTLS13})
+		addr, _ := serveOK(ctx, &tls.Config{GetCertificate: hub.GetCertificate, MinVersion: tls.VersionTLS13})
+		conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: clusterCA.Pool(), ServerName: certs.DefaultHubInClusterIP, Time: clk.Now, MinVersion: tls.VersionTLS13})
 		Expect(err).NotTo(HaveOccurred())
 		defer conn.Close()
 		Expect(io.ReadAll(conn)).To(Equal([]byte("ok")))
@@ -381,4 +352,31 @@ func requestsBy(ctx context.Context, prefix string) int {
 		}
 	}
 	return n
+}
+
+// serveOK serves one TLS connection on loopback with cfg: after the
+// handshake it sends the client certificate's common name, if any, on peer
+// and writes "ok". The listener closes when the spec ends.
+func serveOK(ctx context.Context, cfg *tls.Config) (addr string, peer <-chan string) {
+	GinkgoHelper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(ln.Close)
+	names := make(chan string, 1)
+	go func() {
+		defer GinkgoRecover()
+		conn, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		tc := conn.(*tls.Conn)
+		if tc.HandshakeContext(ctx) == nil {
+			if chain := tc.ConnectionState().PeerCertificates; len(chain) > 0 {
+				names <- chain[0].Subject.CommonName
+			}
+			_, _ = io.WriteString(conn, "ok")
+		}
+	}()
+	return ln.Addr().String(), names
 }

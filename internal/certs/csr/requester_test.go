@@ -54,12 +54,7 @@ func TestEnsureFromDisk(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			cs := fake.NewClientset()
-			requests := 0
-			cs.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
-				requests++
-				return true, nil, errors.New("apiserver unreachable")
-			})
+			cs, requests := unreachable()
 			r, err := New(Config{Client: cs, Identity: certs.TunnelAgentIdentity, Node: "n1", Dir: dir, Clock: testingclock.NewFakeClock(issued.Add(tc.at))})
 			if err != nil {
 				t.Fatal(err)
@@ -68,8 +63,8 @@ func TestEnsureFromDisk(t *testing.T) {
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("Ensure() = %v, want error %v", err, tc.wantErr)
 			}
-			if (requests > 0) != tc.wantReq {
-				t.Errorf("%d requests, want some: %v", requests, tc.wantReq)
+			if (*requests > 0) != tc.wantReq {
+				t.Errorf("%d requests, want some: %v", *requests, tc.wantReq)
 			}
 			if held := r.Current() != nil; held == tc.wantErr {
 				t.Errorf("holding a certificate: %v", held)
@@ -324,23 +319,30 @@ func TestHubInClusterFromDisk(t *testing.T) {
 			if err := writeAtomic(pathIn(dir, "edge-hub-incluster"), append(kp.CertPEM, kp.KeyPEM...)); err != nil {
 				t.Fatal(err)
 			}
-			cs := fake.NewClientset()
-			requests := 0
-			cs.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
-				requests++
-				return true, nil, errors.New("apiserver unreachable")
-			})
+			cs, requests := unreachable()
 			r, err := New(Config{Client: cs, Identity: certs.HubInClusterIdentity, Node: "n1", Dir: dir, IPs: tc.ips, Clock: testingclock.NewFakeClock(issued.Add(time.Hour))})
 			if err != nil {
 				t.Fatal(err)
 			}
 			err = r.Ensure(context.Background())
-			if (err != nil) != tc.wantReq || (requests > 0) != tc.wantReq {
-				t.Fatalf("Ensure() = %v after %d requests, want a request: %v", err, requests, tc.wantReq)
+			if (err != nil) != tc.wantReq || (*requests > 0) != tc.wantReq {
+				t.Fatalf("Ensure() = %v after %d requests, want a request: %v", err, *requests, tc.wantReq)
 			}
 			if !tc.wantReq && !slices.EqualFunc(r.Current().Leaf.IPAddresses, onDisk, net.IP.Equal) {
 				t.Errorf("serving %v", r.Current().Leaf.IPAddresses)
 			}
 		})
 	}
+}
+
+// unreachable is a clientset whose CSR creations fail as an unreachable
+// apiserver's would, counting them.
+func unreachable() (*fake.Clientset, *int) {
+	cs := fake.NewClientset()
+	requests := new(int)
+	cs.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
+		*requests++
+		return true, nil, errors.New("apiserver unreachable")
+	})
+	return cs, requests
 }

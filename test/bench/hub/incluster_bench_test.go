@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -34,16 +31,7 @@ func BenchmarkInCluster(b *testing.B) {
 	admin := must(kubernetes.NewForConfig(cp.AdminConfig("incluster-bench")))
 	go hubtest.SignKubeletServing(ctx, b, admin, cp.CA)
 
-	must(admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "data"},
-		Data: map[string]string{"k": "from the cloud"}}, metav1.CreateOptions{}))
-	must(admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "reader"}}, metav1.CreateOptions{}))
-	must(admin.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{}))
-	must(admin.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "reader"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reader", Namespace: "default"}}}, metav1.CreateOptions{}))
-	tr := must(admin.CoreV1().ServiceAccounts("default").CreateToken(ctx, "reader", &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{}))
+	readerToken := hubtest.SeedInClusterReader(ctx, b, admin)("reader")
 
 	addr := net.JoinHostPort("169.254.31.1", strconv.Itoa(hubtest.FreePort(b)))
 	hubtest.StartHubWith(b, cp, cp.URL(), "edge-1", hubtest.HubOptions{
@@ -52,7 +40,7 @@ func BenchmarkInCluster(b *testing.B) {
 	// What InClusterConfig builds, from inside the node: the pod's token
 	// and the cluster CA, to the apiserver or to the hub's address.
 	client := func(host string) kubernetes.Interface {
-		return must(kubernetes.NewForConfig(&rest.Config{Host: host, BearerToken: tr.Status.Token, QPS: -1,
+		return must(kubernetes.NewForConfig(&rest.Config{Host: host, BearerToken: readerToken, QPS: -1,
 			TLSClientConfig: rest.TLSClientConfig{CAFile: cp.CAFile}, Dial: nsn.DialContext}))
 	}
 	direct, through := client(cp.URL()), client("https://"+addr)

@@ -12,10 +12,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/edgeunit/edgeunit/internal/hub/hubtest"
@@ -39,21 +35,8 @@ func TestInClusterClients(t *testing.T) {
 	admin := must(kubernetes.NewForConfig(cp.AdminConfig("incluster-test")))
 	go hubtest.SignKubeletServing(ctx, t, admin, cp.CA)
 
-	// A ConfigMap the reader service account may get, and one that may not.
-	must(admin.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "data"}, Data: map[string]string{"k": "from the cloud"}}, metav1.CreateOptions{}))
-	for _, sa := range []string{"reader", "stranger"} {
-		must(admin.CoreV1().ServiceAccounts("default").Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}))
-	}
-	must(admin.RbacV1().Roles("default").Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"}}}}, metav1.CreateOptions{}))
-	must(admin.RbacV1().RoleBindings("default").Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "reader"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "reader"},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "reader", Namespace: "default"}}}, metav1.CreateOptions{}))
-	token := func(sa string) string {
-		tr := must(admin.CoreV1().ServiceAccounts("default").CreateToken(ctx, sa, &authenticationv1.TokenRequest{
-			Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{}))
-		return tr.Status.Token
-	}
+	// A ConfigMap the reader service account may get, and the stranger may not.
+	token := hubtest.SeedInClusterReader(ctx, t, admin)
 	readerToken, laterToken, strangerToken := token("reader"), token("reader"), token("stranger")
 
 	addr := net.JoinHostPort("169.254.31.1", strconv.Itoa(hubtest.FreePort(t)))
