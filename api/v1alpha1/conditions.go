@@ -24,6 +24,13 @@ const (
 	ConditionServersReady = "ServersReady"
 	// ConditionCertificateReady says the serving certificate is valid.
 	ConditionCertificateReady = "CertificateReady"
+
+	// ConditionProgressing says a UnitDeployment's change is still moving
+	// across its units.
+	ConditionProgressing = "Progressing"
+	// ConditionAvailable says every reachable unit's instance has its
+	// replicas ready.
+	ConditionAvailable = "Available"
 )
 
 // Condition reasons.
@@ -62,4 +69,19 @@ const (
 	ReasonRolledBack = "RolledBack"
 	// ReasonManual: spec.hub.nodeConversion is Manual.
 	ReasonManual = "Manual"
+	// ReasonRolledOut: every unit runs the current revision.
+	ReasonRolledOut = "RolledOut"
+	// ReasonRollingOut: units are being updated, at most
+	// spec.rollout.maxUnavailableUnits at a time.
+	ReasonRollingOut = "RollingOut"
+	// ReasonPaused: spec.rollout.paused holds outdated units back.
+	ReasonPaused = "Paused"
+	// ReasonWaitingOnUnreachable: only units whose nodes are all
+	// unreachable are outdated; they catch up when they return.
+	ReasonWaitingOnUnreachable = "WaitingOnUnreachable"
+	// ReasonUnitNotFound: a unit named in spec.units does not exist.
+	ReasonUnitNotFound = "UnitNotFound"
+	// ReasonInstanceConflict: an instance's name is taken by an object the
+	// UnitDeployment does not control.
+	ReasonInstanceConflict = "InstanceConflict"
 )

@@ -36,6 +36,14 @@ const (
 	// "node".
 	AnnotationTopology = Prefix + "topology"
 
+	// LabelUnitDeployment on an instance Deployment, its pods and the
+	// Service of a UnitDeployment names the UnitDeployment. Together with
+	// LabelUnit it is the instance's selector.
+	LabelUnitDeployment = Prefix + "unitdeployment"
+	// AnnotationRevision on an instance Deployment is the UnitDeployment
+	// revision it was rendered from.
+	AnnotationRevision = Prefix + "revision"
+
 	// FinalizerNodePool holds a NodePool until its keys are off its nodes.
 	FinalizerNodePool = Prefix + "nodepool-cleanup"
 	// FinalizerEdgeUnit holds an EdgeUnit until its children are deleted.

@@ -19,9 +19,6 @@ import (
 // maxListed bounds how many names a condition message lists.
 const maxListed = 5
 
-// maxMessage bounds a condition message (the API allows 32768).
-const maxMessage = 1024
-
 // ownedConditions are the condition types the EdgeUnit controller writes.
 // NetworkBound belongs to the bindings controller, which applies it with
 // status.bindings under its own field manager.
@@ -38,7 +35,7 @@ func computeStatus(u *edgev1.EdgeUnit, obs *observed, syncErr error) edgev1.Edge
 	if syncErr != nil {
 		meta.SetStatusCondition(&st.Conditions, metav1.Condition{
 			Type: edgev1.ConditionReady, Status: metav1.ConditionFalse, Reason: edgev1.ReasonSyncFailed,
-			Message: truncate(syncErr.Error()), ObservedGeneration: u.Generation,
+			Message: conditions.Truncate(syncErr.Error()), ObservedGeneration: u.Generation,
 		})
 		return st
 	}
@@ -58,7 +55,7 @@ func computeStatus(u *edgev1.EdgeUnit, obs *observed, syncErr error) edgev1.Edge
 		readyCondition(u, obs, hub, tunnel),
 	} {
 		c.ObservedGeneration = u.Generation
-		c.Message = truncate(c.Message)
+		c.Message = conditions.Truncate(c.Message)
 		meta.SetStatusCondition(&st.Conditions, c)
 	}
 	return st
@@ -303,11 +300,4 @@ func eventType(c metav1.Condition) string {
 		return corev1.EventTypeNormal
 	}
 	return corev1.EventTypeWarning
-}
-
-func truncate(s string) string {
-	if len(s) <= maxMessage {
-		return s
-	}
-	return s[:maxMessage-3] + "..."
 }

@@ -20,6 +20,8 @@ const (
 	UnitByPool = "edgeunit.unit.pools"
 	// NodeByPool indexes Nodes by their pool label.
 	NodeByPool = "edgeunit.node.pool"
+	// NodeByUnit indexes Nodes by their unit label.
+	NodeByUnit = "edgeunit.node.unit"
 )
 
 var (
@@ -51,6 +53,14 @@ func Register(ctx context.Context, mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return fmt.Errorf("indexing nodes by pool: %w", err)
+	}
+	if err := idx.IndexField(ctx, &corev1.Node{}, NodeByUnit, func(o client.Object) []string {
+		if u := o.GetLabels()[edgev1.LabelUnit]; u != "" {
+			return []string{u}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing nodes by unit: %w", err)
 	}
 	registered[mgr] = true
 	return nil

@@ -20,6 +20,17 @@ func FirstN(s []string, n int) []string {
 	return s
 }
 
+// MaxMessage bounds a condition message (the API allows 32768).
+const MaxMessage = 1024
+
+// Truncate bounds a condition message to MaxMessage bytes.
+func Truncate(s string) string {
+	if len(s) <= MaxMessage {
+		return s
+	}
+	return s[:MaxMessage-3] + "..."
+}
+
 // Find is the condition of type t, or one of that type with status
 // Unknown.
 func Find(conds []metav1.Condition, t string) metav1.Condition {

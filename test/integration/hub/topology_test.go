@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/unitdeployment"
 	"github.com/edgeunit/edgeunit/internal/hub/hubtest"
 )
 
@@ -143,4 +144,28 @@ func TestHubServiceTopology(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("endpoints after an offline restart %v, want %v", got, want)
 	}
+}
+
+// TestHubFiltersUnitDeploymentService: the Service a UnitDeployment puts in
+// front of its instances is filtered by each node's hub, so a client in a
+// unit reaches only that unit's instance.
+func TestHubFiltersUnitDeploymentService(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cp := hubtest.StartControlPlane(t)
+	admin := must(kubernetes.NewForConfig(cp.AdminConfig("hubtest-admin")))
+	seed(t, ctx, admin)
+	ud := &v1alpha1.UnitDeployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop-app", Namespace: ns, UID: "00000000-0000-0000-0000-000000000001"},
+		Spec:       v1alpha1.UnitDeploymentSpec{Service: &v1alpha1.UnitServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}},
+	}
+	must(admin.CoreV1().Services(ns).Apply(ctx, unitdeployment.Service(ud), metav1.ApplyOptions{FieldManager: "hubtest"}))
+	// One endpoint per unit's instance, as the EndpointSlice controller
+	// would list them: u1's on edge-2, u2's on edge-3.
+	must(admin.DiscoveryV1().EndpointSlices(ns).Create(ctx, slice("shop-app-x", "shop-app", "edge-2", "edge-3"), metav1.CreateOptions{}))
+
+	hub := hubtest.StartHub(t, cp, cp.URL(), node)
+	proxy := must(kubernetes.NewForConfig(hub.Config(kubeProxyUA)))
+	// edge-1 is in u1: its kube-proxy sees only u1's instance.
+	expectNodes(t, ctx, proxy, map[string][]string{"shop-app-x": {"edge-2"}})
 }
