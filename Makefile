@@ -27,7 +27,7 @@ generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration.
-	$(CONTROLLER_GEN) rbac:roleName=manager crd webhook paths="./api/...;./controllers/...;./webhooks/..." \
+	$(CONTROLLER_GEN) rbac:roleName=manager crd:generateEmbeddedObjectMeta=true webhook paths="./api/...;./controllers/...;./webhooks/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
 
 .PHONY: verify-gen

@@ -30,10 +30,12 @@ import (
 	"github.com/edgeunit/edgeunit/controllers/nodepool"
 	"github.com/edgeunit/edgeunit/controllers/topology"
 	"github.com/edgeunit/edgeunit/controllers/tunnelendpoint"
+	"github.com/edgeunit/edgeunit/controllers/unitdeployment"
 	webhookcerts "github.com/edgeunit/edgeunit/webhooks/certs"
 	edgeunitwebhook "github.com/edgeunit/edgeunit/webhooks/edgeunit"
 	nodepoolwebhook "github.com/edgeunit/edgeunit/webhooks/nodepool"
 	podwebhook "github.com/edgeunit/edgeunit/webhooks/pod"
+	unitdeploymentwebhook "github.com/edgeunit/edgeunit/webhooks/unitdeployment"
 )
 
 // Options configure the manager. Zero values take the defaults below.
@@ -119,8 +121,12 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	byObject[&appsv1.DaemonSet{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Namespace: {}}}
 	byObject[&corev1.ConfigMap{}] = cache.ByObject{Namespaces: map[string]cache.Config{o.Namespace: {}}}
 	for obj, by := range tunnelendpoint.CacheByObject(o.Namespace) {
-		if _, isService := obj.(*corev1.Service); isService {
+		switch obj.(type) {
+		case *corev1.Service:
 			continue // The topology controller watches Services everywhere.
+		case *appsv1.Deployment:
+			// Elsewhere only UnitDeployments' instances.
+			by.Namespaces[cache.AllNamespaces] = cache.Config{LabelSelector: unitdeployment.InstanceSelector()}
 		}
 		byObject[obj] = by
 	}
@@ -162,6 +168,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 	}); err != nil {
 		return nil, fmt.Errorf("setting up the EdgeUnit controller: %w", err)
 	}
+	if err := unitdeployment.SetupWithManager(ctx, mgr, copts); err != nil {
+		return nil, fmt.Errorf("setting up the UnitDeployment controller: %w", err)
+	}
 	if err := certificates.SetupWithManager(ctx, mgr, certificates.Options{Namespace: o.Namespace, Controller: copts}); err != nil {
 		return nil, fmt.Errorf("setting up the certificate controllers: %w", err)
 	}
@@ -181,6 +190,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, o Options) (ctrl.Manager,
 		}
 		if err := edgeunitwebhook.SetupWithManager(ctx, mgr); err != nil {
 			return nil, fmt.Errorf("registering EdgeUnit webhook: %w", err)
+		}
+		if err := unitdeploymentwebhook.SetupWithManager(ctx, mgr); err != nil {
+			return nil, fmt.Errorf("registering UnitDeployment webhook: %w", err)
 		}
 		if err := podwebhook.SetupWithManager(ctx, mgr); err != nil {
 			return nil, fmt.Errorf("registering Pod webhook: %w", err)

@@ -246,20 +246,20 @@ type UnitDeploymentStatus struct {
 	UpdateRevision string `json:"updateRevision,omitempty"`
 	// units is the number of selected units that exist.
 	// +optional
-	Units int32 `json:"units,omitempty"`
+	Units int32 `json:"units"`
 	// updatedUnits run the update revision.
 	// +optional
-	UpdatedUnits int32 `json:"updatedUnits,omitempty"`
+	UpdatedUnits int32 `json:"updatedUnits"`
 	// readyUnits run the update revision with every replica ready.
 	// +optional
-	ReadyUnits int32 `json:"readyUnits,omitempty"`
+	ReadyUnits int32 `json:"readyUnits"`
 	// replicas, readyReplicas and updatedReplicas summed over instances.
 	// +optional
-	Replicas int32 `json:"replicas,omitempty"`
+	Replicas int32 `json:"replicas"`
 	// +optional
-	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+	ReadyReplicas int32 `json:"readyReplicas"`
 	// +optional
-	UpdatedReplicas int32 `json:"updatedReplicas,omitempty"`
+	UpdatedReplicas int32 `json:"updatedReplicas"`
 	// instances per unit, sorted by unit (the first 1000).
 	// +optional
 	// +listType=map

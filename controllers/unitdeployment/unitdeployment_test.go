@@ -351,12 +351,14 @@ var _ = Describe("UnitDeployment", func() {
 			g.Expect(get(ctx, g, ud).Status.Instances[0].Unreachable).To(BeTrue())
 		}).Should(Succeed())
 
+		rev1 := get(ctx, Default, ud).Status.UpdateRevision
 		updateSpec(ctx, ud, func(cur *edgev1.UnitDeployment) {
 			cur.Spec.Template.Spec.Template.Spec.Containers[0].Image = "app:2"
 		})
 		var rev2 string
 		Eventually(func(g Gomega) {
 			rev2 = get(ctx, g, ud).Status.UpdateRevision
+			g.Expect(rev2).NotTo(Equal(rev1))
 			g.Expect(instances(ctx, g, ud)[f.units[1]]).To(Equal(rev2))
 		}).Should(Succeed())
 		complete(ctx, ud, f.units[1])

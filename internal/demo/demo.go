@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -51,6 +52,9 @@ type Demo struct {
 	// Tunnel is the tunnel-server and the tunnel-agents running on this
 	// machine; nil when the samples ask for no tunnel.
 	Tunnel *Tunnel
+	// UnitDeployments are the UnitDeployments in the cluster once their
+	// instances are created and their statuses settled.
+	UnitDeployments []types.NamespacedName
 
 	// kubeconfig is what was written to Kubeconfig, so Stop removes the
 	// file only while it is still this demo's.
@@ -205,6 +209,15 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 		return d, err
 	}
 	d.printf("Placed %d pods on the factory-a nodes; EdgeUnit %s records their IPs and the nodes' VTEP MACs\n", len(DefaultPods), bindingsUnit)
+
+	uds, err := waitUnitDeployments(ctx, d.Client, o.ReadyTimeout)
+	if err != nil {
+		return d, err
+	}
+	d.UnitDeployments = uds.names()
+	for _, line := range uds.created() {
+		d.printf("%s\n", line)
+	}
 
 	if d.Tunnel, err = d.startTunnel(ctx); err != nil {
 		return d, fmt.Errorf("running the tunnel: %w", err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	appsv1 "k8s.io/api/apps/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,6 +93,9 @@ func TestStart(t *testing.T) {
 		}
 	})
 
+	if want := "UnitDeployment default/line-dashboard: 1 of its 1 selected units have their instance (a Deployment)"; !strings.Contains(out.String(), want) {
+		t.Errorf("Start's output lacks %q:\n%s", want, out.String())
+	}
 	var report bytes.Buffer
 	if err := d.Report(ctx, &report); err != nil {
 		t.Fatalf("Report: %v", err)
@@ -106,6 +110,12 @@ func TestStart(t *testing.T) {
 		fmt.Sprintf("pid %d", d.Tunnel.Server.PID),
 		fmt.Sprintf("kill -STOP %d", victim.Process.PID),
 		"daemonset/edgeunit-hub-factory",
+		"$ kubectl get ud -A",
+		"UnitDeployment default/line-dashboard, revision ",
+		": units selected 1, updated 1, ready 0.",
+		"deployment/line-dashboard-factory: 4 replicas; nodeSelector edge.edgeunit.io/unit=factory; tolerates example.com/edge=factory-a:NoSchedule",
+		"service/line-dashboard: ports 80/TCP; edge.edgeunit.io/topology=unit; trafficDistribution PreferSameZone (set by edgeunit-topology)",
+		"Why no replica is ready: no kube-controller-manager runs in this cluster",
 	} {
 		if !strings.Contains(report.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, report.String())
@@ -147,6 +157,10 @@ func TestStart(t *testing.T) {
 		`edgeunit\.edge\.edgeunit\.io/factory\s+False\s+factory-a\s+3\s+False\s+True\n`,
 		`tunnelendpoint\.edge\.edgeunit\.io/tunnel\s+False\s+0\s+3\s+ClusterIP`,
 		`(?m)^factory-a-3  servers=1  lastSeen=`,
+		`default\s+line-dashboard\s+False\s+1\s+0\s+1\s+0\n`,
+		`default\s+deployment\.apps/line-dashboard-factory\s+0/4\s+0\s+0\s+factory\n`,
+		`default\s+service/line-dashboard\s+ClusterIP\s+\S+\s+80/TCP\n`,
+		`(?m)^  factory\s+3\s+deployment/line-dashboard-factory\s+4\s+0\s+0\s+[0-9a-f]{16}\s*$`,
 	} {
 		if !regexp.MustCompile(re).MatchString(report.String()) {
 			t.Errorf("report without kubectl does not match %s:\n%s", re, report.String())
@@ -214,6 +228,8 @@ func TestStart(t *testing.T) {
 		}
 	}
 
+	assertUnitDeployment(ctx, t, c)
+
 	// Network autonomy: every factory-a node has a VTEP binding, and the
 	// simulated pods' IPs are recorded under their nodes.
 	unit := &edgev1.EdgeUnit{}
@@ -265,6 +281,62 @@ func TestStart(t *testing.T) {
 		t.Fatalf("Stop: %v", err)
 	}
 	assertStopped(t, d)
+}
+
+// assertUnitDeployment checks what the samples' UnitDeployment made: one
+// instance for the one unit it selects, pinned to that unit's nodes,
+// tolerating its pool's taint, with the override's 4 replicas, at the
+// status's revision; the unit-local Service; and a status that says the
+// truth of this cluster: the instance exists and nothing of it is ready.
+func assertUnitDeployment(ctx context.Context, t *testing.T, c client.Client) {
+	t.Helper()
+	ud := &edgev1.UnitDeployment{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "line-dashboard"}, ud); err != nil {
+		t.Fatalf("getting the samples' UnitDeployment: %v", err)
+	}
+	st := ud.Status
+	if st.ObservedGeneration != ud.Generation || st.UpdateRevision == "" || st.Units != 1 || st.UpdatedUnits != 1 || st.ReadyUnits != 0 || st.Replicas != 4 || st.ReadyReplicas != 0 {
+		t.Errorf("UnitDeployment status %+v, want generation %d observed, 1 unit updated, none ready, 4 replicas", st, ud.Generation)
+	}
+	wantInstances := []edgev1.UnitInstanceStatus{{Unit: "factory", Nodes: 3, Replicas: 4, Revision: st.UpdateRevision}}
+	if !slices.Equal(st.Instances, wantInstances) {
+		t.Errorf("instances %+v, want %+v", st.Instances, wantInstances)
+	}
+	if c := meta.FindStatusCondition(st.Conditions, edgev1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != edgev1.ReasonUnavailable {
+		t.Errorf("Ready %+v, want False with reason %s: no Deployment controller runs here", c, edgev1.ReasonUnavailable)
+	}
+
+	var deps appsv1.DeploymentList
+	if err := c.List(ctx, &deps, client.MatchingLabels{edgev1.LabelUnitDeployment: ud.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if len(deps.Items) != 1 {
+		t.Fatalf("got %d instances, want one for unit factory", len(deps.Items))
+	}
+	d := deps.Items[0]
+	pod := d.Spec.Template.Spec
+	switch {
+	case d.Name != "line-dashboard-factory" || d.Namespace != "default" || !metav1.IsControlledBy(&d, ud):
+		t.Errorf("instance %s/%s (owners %+v), want default/line-dashboard-factory controlled by the UnitDeployment", d.Namespace, d.Name, d.OwnerReferences)
+	case d.Spec.Replicas == nil || *d.Spec.Replicas != 4:
+		t.Errorf("instance replicas %v, want the override's 4", d.Spec.Replicas)
+	case d.Annotations[edgev1.AnnotationRevision] != st.UpdateRevision:
+		t.Errorf("instance revision %q, want %q", d.Annotations[edgev1.AnnotationRevision], st.UpdateRevision)
+	case pod.NodeSelector[edgev1.LabelUnit] != "factory" || d.Spec.Selector.MatchLabels[edgev1.LabelUnit] != "factory":
+		t.Errorf("instance nodeSelector %v, selector %v: want both on unit factory", pod.NodeSelector, d.Spec.Selector)
+	case !slices.ContainsFunc(pod.Tolerations, func(tol corev1.Toleration) bool {
+		return tol.Key == "example.com/edge" && tol.Value == "factory-a" && tol.Effect == corev1.TaintEffectNoSchedule
+	}):
+		t.Errorf("instance tolerations %+v lack the factory-a pool's taint", pod.Tolerations)
+	}
+
+	svc := &corev1.Service{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: ud.Name}, svc); err != nil {
+		t.Fatalf("getting the UnitDeployment's Service: %v", err)
+	}
+	if svc.Annotations[edgev1.AnnotationTopology] != "unit" || svc.Spec.Selector[edgev1.LabelUnitDeployment] != ud.Name || len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 {
+		t.Errorf("Service annotations %v, selector %v, ports %+v: want unit topology, the instances' pods, port 80", svc.Annotations, svc.Spec.Selector, svc.Spec.Ports)
+	}
 }
 
 // assertTunnel waits (bounded) until the TunnelEndpoint lists exactly the

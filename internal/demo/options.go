@@ -38,8 +38,9 @@ type Options struct {
 	// of the running executable when it holds them (bin/ after `make
 	// build`), else they are built into the working directory.
 	BinDir string
-	// ReadyTimeout bounds the wait for the pools to become Ready, and then
-	// the wait for the tunnel agents to show as connected.
+	// ReadyTimeout bounds the wait for the pools to become Ready, then
+	// each of the waits for the pods' bindings, for the UnitDeployments'
+	// statuses to settle and for the tunnel agents to show as connected.
 	ReadyTimeout time.Duration
 	// ExitAfterSetup makes Run return once the summary is printed.
 	ExitAfterSetup bool

@@ -453,6 +453,13 @@ func planRealNode(ms []manifest, addr string, agentPort int32) (realNodePlan, er
 	}
 	for i, m := range ms {
 		obj := m.obj
+		if obj.GetKind() == "UnitDeployment" {
+			// Its pods would land on the real node, which has only the
+			// images the testbed imported: they would never start. The
+			// simulated cluster shows the UnitDeployment.
+			plan.changes = append(plan.changes, fmt.Sprintf("UnitDeployment %s left out (the real node has only the testbed's images)", obj.GetName()))
+			continue
+		}
 		if i == endpoints[plan.endpoint] {
 			var te edgev1.TunnelEndpoint
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m.obj.Object, &te); err != nil {

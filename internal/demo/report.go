@@ -50,6 +50,7 @@ func (d *Demo) summaryCommands() []summaryCommand {
 		shown:  fmt.Sprintf("get edgeunits %s -o jsonpath='%s'", bindingsUnit, bindingsJSONPath),
 		client: d.printBindingsWithClient(bindingsUnit),
 	})
+	cmds = append(cmds, d.udCommands()...)
 	if d.Tunnel != nil {
 		args := []string{"get", "tunnelendpoint", d.Tunnel.Endpoint, "-o", "jsonpath=" + agentsJSONPath}
 		cmds = append(cmds, summaryCommand{
@@ -93,6 +94,9 @@ func (d *Demo) Report(ctx context.Context, w io.Writer) error {
 		fmt.Fprintln(w)
 	}
 	if err := d.printTunnel(ctx, w); err != nil {
+		return err
+	}
+	if err := d.printUnitDeployments(ctx, w); err != nil {
 		return err
 	}
 	d.printNextSteps(w)
@@ -145,6 +149,13 @@ func (d *Demo) printNextSteps(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  # Network autonomy: the VTEP MAC and pod IP bindings EdgeUnit %s records\n", bindingsUnit)
 	fmt.Fprintf(w, "  %s get edgeunits %s -o yaml\n", k, bindingsUnit)
+	if len(d.UnitDeployments) > 0 {
+		key := d.UnitDeployments[0]
+		fmt.Fprintf(w, "  # The processing unit: its status per unit, and the Deployment it stamped for each unit\n")
+		fmt.Fprintf(w, "  %s get ud -A\n", k)
+		fmt.Fprintf(w, "  %s get ud %s -n %s -o yaml\n", k, key.Name, key.Namespace)
+		fmt.Fprintf(w, "  %s get deployments -n %s -l %s=%s -o yaml\n", k, key.Namespace, edgev1.LabelUnitDeployment, key.Name)
+	}
 	fmt.Fprintf(w, "  # The NodePool webhook rejects keys no node would accept\n")
 	fmt.Fprintf(w, "  %s patch np cloud --type merge -p '{\"spec\":{\"labels\":{\"bad key\":\"x\"}}}'\n", k)
 	if t := d.Tunnel; t != nil && len(t.Agents) > 0 && len(t.Units) > 0 {

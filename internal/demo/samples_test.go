@@ -3,10 +3,15 @@ package demo
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/runtime"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers"
+	"github.com/edgeunit/edgeunit/controllers/unitdeployment"
 )
 
 // TestLoadRepoSamples checks that config/samples decodes strictly into the
@@ -20,9 +25,66 @@ func TestLoadRepoSamples(t *testing.T) {
 	for _, m := range ms {
 		got = append(got, m.obj.GetKind()+"/"+m.obj.GetName())
 	}
-	want := "NodePool/factory-a NodePool/cloud TunnelEndpoint/tunnel EdgeUnit/factory"
+	want := "NodePool/factory-a NodePool/cloud TunnelEndpoint/tunnel EdgeUnit/factory UnitDeployment/line-dashboard"
 	if strings.Join(got, " ") != want {
 		t.Errorf("samples: got %v, want %s", got, want)
+	}
+}
+
+// TestRepoSampleUnitDeploymentSelectsSampleUnits checks that the sample
+// UnitDeployment gets an instance in the samples' units and that each of
+// its overrides changes one of them: a renamed unit or label would leave
+// the demo's UnitDeployment with nothing to show.
+func TestRepoSampleUnitDeploymentSelectsSampleUnits(t *testing.T) {
+	ms, err := loadSamples(filepath.Join("..", "..", "config", "samples"), controllers.Scheme())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		units []edgev1.EdgeUnit
+		uds   []edgev1.UnitDeployment
+	)
+	for _, m := range ms {
+		switch m.obj.GetKind() {
+		case "EdgeUnit":
+			var u edgev1.EdgeUnit
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m.obj.Object, &u); err != nil {
+				t.Fatal(err)
+			}
+			units = append(units, u)
+		case "UnitDeployment":
+			var ud edgev1.UnitDeployment
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m.obj.Object, &ud); err != nil {
+				t.Fatal(err)
+			}
+			uds = append(uds, ud)
+		}
+	}
+	if len(uds) == 0 {
+		t.Fatal("the samples have no UnitDeployment")
+	}
+	selected := func(sel edgev1.UnitSelector) []string {
+		var out []string
+		for _, u := range units {
+			if unitdeployment.Selects(sel, u.Name, u.Labels) {
+				out = append(out, u.Name)
+			}
+		}
+		return out
+	}
+	for _, ud := range uds {
+		if ud.Namespace == "" {
+			t.Errorf("UnitDeployment %s has no namespace: `kubectl create` and the e2e suite need one", ud.Name)
+		}
+		picked := selected(ud.Spec.Units)
+		if len(picked) == 0 {
+			t.Errorf("UnitDeployment %s selects none of the sample units", ud.Name)
+		}
+		for i, o := range ud.Spec.Overrides {
+			if !slices.ContainsFunc(selected(o.Units), func(u string) bool { return slices.Contains(picked, u) }) {
+				t.Errorf("UnitDeployment %s: override %d changes none of its units %v", ud.Name, i, picked)
+			}
+		}
 	}
 }
 

@@ -57,6 +57,7 @@ func appPod(node string) *corev1.Pod {
 // left (Ginkgo would shuffle top-level containers).
 var _ = Describe("Real edge nodes", Ordered, func() {
 	Context("joining a unit", joinSpecs)
+	Context("running a processing unit", processingUnitSpecs)
 	Context("serving in-cluster clients", inClusterSpecs)
 	Context("cut off from the cloud", cutOffSpecs)
 	Context("leaving a unit", leaveSpecs)
