@@ -57,10 +57,12 @@ func appPod(node string) *corev1.Pod {
 // left (Ginkgo would shuffle top-level containers).
 var _ = Describe("Real edge nodes", Ordered, func() {
 	Context("joining a unit", joinSpecs)
-	Context("running a processing unit", processingUnitSpecs)
 	Context("serving in-cluster clients", inClusterSpecs)
 	Context("cut off from the cloud", cutOffSpecs)
 	Context("leaving a unit", leaveSpecs)
+	// Last: it needs the second unit and the kube-proxies the leave specs
+	// leave behind.
+	Context("running a processing unit", processingUnitSpecs)
 })
 
 func joinSpecs() {
