@@ -1,14 +1,11 @@
 package edgeunit_test
 
 import (
-	"context"
-	"sync"
 	"testing"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
@@ -20,7 +17,7 @@ import (
 var (
 	k8s      client.Client
 	cached   client.Client
-	warnings = &warningRecorder{}
+	warnings *suite.Warnings
 )
 
 func TestEdgeUnitWebhook(t *testing.T) {
@@ -28,37 +25,12 @@ func TestEdgeUnitWebhook(t *testing.T) {
 	RunSpecs(t, "EdgeUnit webhook suite")
 }
 
-// warningRecorder keeps the admission warnings the test client receives.
-type warningRecorder struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (w *warningRecorder) HandleWarningHeaderWithContext(_ context.Context, _ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-// take returns and forgets the warnings seen so far.
-func (w *warningRecorder) take() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	out := w.seen
-	w.seen = nil
-	return out
-}
-
 var _ = BeforeSuite(func() {
 	c := suite.Start(testenv.ClusterOptions{
 		WebhookPackages: []string{"./webhooks/edgeunit"},
 		Scheme:          runtime.SchemeBuilder{edgev1.AddToScheme},
 	})
-	wcfg := rest.CopyConfig(c.Config)
-	wcfg.WarningHandlerWithContext = warnings
-	var err error
-	k8s, err = client.New(wcfg, client.Options{Scheme: c.Scheme})
-	Expect(err).NotTo(HaveOccurred())
+	k8s, warnings = suite.WarningClient(c)
 
 	mgr := suite.StartManager(c, testenv.ManagerOptions{Setup: edgeunitwebhook.SetupWithManager})
 	cached = mgr.GetClient()

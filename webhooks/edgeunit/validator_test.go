@@ -60,7 +60,7 @@ func createUnit(ctx context.Context, u *edgev1.EdgeUnit) {
 }
 
 var _ = Describe("EdgeUnit webhook", func() {
-	BeforeEach(func() { warnings.take() })
+	BeforeEach(func() { warnings.Take() })
 
 	It("refuses a unit that claims a pool another unit lists, naming the field and the unit", func(ctx SpecContext) {
 		p1, p2 := newPool(ctx), newPool(ctx)
@@ -110,7 +110,7 @@ var _ = Describe("EdgeUnit webhook", func() {
 		u := unit(uniq("unit"), "nowhere")
 		u.Spec.Tunnel = &edgev1.TunnelSpec{Endpoint: "missing-tunnel"}
 		createUnit(ctx, u)
-		Expect(warnings.take()).To(ConsistOf(
+		Expect(warnings.Take()).To(ConsistOf(
 			ContainSubstring("spec.tunnel.endpoint: TunnelEndpoint missing-tunnel does not exist"),
 			ContainSubstring("spec.nodePools[0]: NodePool nowhere does not exist"),
 		))
@@ -121,8 +121,8 @@ var _ = Describe("EdgeUnit webhook", func() {
 		Eventually(func() error { return cached.Get(ctx, client.ObjectKey{Name: p1}, &edgev1.NodePool{}) }).Should(Succeed())
 		u := unit(uniq("unit"), p1)
 		u.Spec.Tunnel = &edgev1.TunnelSpec{Endpoint: newEndpoint(ctx)}
-		warnings.take()
+		warnings.Take()
 		createUnit(ctx, u)
-		Expect(warnings.take()).To(BeEmpty())
+		Expect(warnings.Take()).To(BeEmpty())
 	})
 })

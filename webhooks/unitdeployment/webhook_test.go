@@ -62,7 +62,7 @@ func expectInvalid(err error, field, detail string) {
 }
 
 var _ = Describe("UnitDeployment webhook", func() {
-	BeforeEach(func() { warnings.take() })
+	BeforeEach(func() { warnings.Take() })
 
 	It("accepts a valid UnitDeployment without warnings, and refuses an update that breaks it", func(ctx SpecContext) {
 		eu := createUnit(ctx, map[string]string{"region": "eu"})
@@ -71,7 +71,7 @@ var _ = Describe("UnitDeployment webhook", func() {
 			override(selector("region", "eu"), patch("add", "/spec/template/spec/containers/0/args", `["--edge"]`)),
 		)
 		Expect(create(ctx, ud)).To(Succeed())
-		Expect(warnings.take()).To(BeEmpty())
+		Expect(warnings.Take()).To(BeEmpty())
 
 		ud.Spec.Overrides[1].Patches = append(ud.Spec.Overrides[1].Patches, patch("replace", "/metadata/namespace", `"elsewhere"`))
 		expectInvalid(k8s.Update(ctx, ud), "spec.overrides[1].patches", "name or namespace")
@@ -113,13 +113,13 @@ var _ = Describe("UnitDeployment webhook", func() {
 		eu, us := createUnit(ctx, map[string]string{"region": "eu"}), createUnit(ctx, map[string]string{"region": "us"})
 		missing := uniq("missing")
 		Expect(create(ctx, newUD(names(eu, missing), override(names(us))))).To(Succeed())
-		Expect(warnings.take()).To(ConsistOf(
+		Expect(warnings.Take()).To(ConsistOf(
 			"spec.units.names[1]: EdgeUnit "+missing+" does not exist (yet); it gets an instance once it does",
 			"spec.overrides[0].units.names: EdgeUnit "+us+" is not selected by spec.units; the override has no effect on it",
 		))
 
 		Expect(create(ctx, newUD(selector("region", "eu"), override(names(eu, us))))).To(Succeed())
-		Expect(warnings.take()).To(ConsistOf(
+		Expect(warnings.Take()).To(ConsistOf(
 			"spec.overrides[0].units.names: EdgeUnit " + us + " is not selected by spec.units; the override has no effect on it",
 		))
 	})
