@@ -23,7 +23,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -57,14 +56,14 @@ const (
 )
 
 var (
-	numUnits      = envInt("BENCH_EDGEUNIT_UNITS", 100)
+	numUnits      = benchutil.EnvInt("BENCH_EDGEUNIT_UNITS", 100)
 	numPools      = numUnits * poolsPerUnit
-	numNodes      = envInt("BENCH_EDGEUNIT_NODES", 10000)
+	numNodes      = benchutil.EnvInt("BENCH_EDGEUNIT_NODES", 10000)
 	nodesPerPool  = int32(numNodes / max(numPools, 1))
-	createWorkers = envInt("BENCH_EDGEUNIT_CREATORS", 16)
-	steadyFor     = envDuration("BENCH_EDGEUNIT_STEADY", 60*time.Second)
+	createWorkers = benchutil.EnvInt("BENCH_EDGEUNIT_CREATORS", 16)
+	steadyFor     = benchutil.EnvDuration("BENCH_EDGEUNIT_STEADY", 60*time.Second)
 
-	convergeTimeout = envDuration("BENCH_EDGEUNIT_TIMEOUT", 5*time.Minute)
+	convergeTimeout = benchutil.EnvDuration("BENCH_EDGEUNIT_TIMEOUT", 5*time.Minute)
 )
 
 // controllerNames are the controllers whose reconciles are reported and
@@ -141,15 +140,10 @@ func BenchmarkEdgeUnit(b *testing.B) {
 	if createWorkers < 1 {
 		b.Fatalf("BENCH_EDGEUNIT_CREATORS must be positive")
 	}
-	var r result
-	for range b.N {
-		r = run(b)
-	}
-	report(b, r)
+	report(b, benchutil.LastRun(b, run))
 }
 
 func run(b *testing.B) result {
-	b.StopTimer()
 	ctx, cancel := context.WithTimeout(b.Context(), 30*time.Minute)
 	defer cancel()
 	r := result{loadStart: benchutil.LoadAverage()}
@@ -165,12 +159,7 @@ func run(b *testing.B) result {
 		bin, err := buildManager(ctx, dir)
 		buildDone <- built{bin, err}
 	}()
-	cfg, stopEnv := benchutil.StartEnv(b)
-	b.Cleanup(func() {
-		if err := stopEnv(); err != nil {
-			b.Logf("Stopping envtest: %v", err)
-		}
-	})
+	cfg, _ := benchutil.StartEnv(b) // stopped at the cleanup
 	bl := <-buildDone
 	if bl.err != nil {
 		b.Fatalf("Building the manager: %v", bl.err)
@@ -253,41 +242,21 @@ func run(b *testing.B) result {
 	r.units = converged.since(unitsStart)
 
 	// Steady state from the moment of convergence: nothing changes, so the
-	// manager should not write. Sampled each second to tell a trailing
-	// write from a periodic one.
-	prev, _, _ := writes(converged.mgr)
-	tick := time.NewTicker(time.Second)
-	deadline := time.After(steadyFor)
-steady:
-	for {
-		select {
-		case <-tick.C:
-			s, err := mgr.scrape(ctx)
-			if err != nil {
-				b.Fatalf("Steady state: %v", err)
-			}
-			if w, _, _ := writes(managerRequests(s)); w > prev {
-				r.steadyWriteTimes = append(r.steadyWriteTimes, time.Since(converged.at).Round(time.Second))
-				prev = w
-			}
-		case <-deadline:
-			break steady
-		case <-ctx.Done():
-			b.Fatalf("Steady state interrupted: %v", ctx.Err())
+	// manager should not write.
+	convergedWrites, _, _ := writes(converged.mgr)
+	r.steadyWriteTimes = benchutil.SteadyStateWrites(ctx, b, steadyFor, converged.at, convergedWrites, func() float64 {
+		s, err := mgr.scrape(ctx)
+		if err != nil {
+			b.Fatalf("Steady state: %v", err)
 		}
-	}
-	tick.Stop()
+		w, _, _ := writes(managerRequests(s))
+		return w
+	})
 	end := mk()
 	r.steady = end.since(converged)
 	r.all = end.since(start)
 	why, err := unitsConverged(ctx, verify)
-	if err != nil {
-		b.Fatalf("Verifying after the steady state: %v", err)
-	}
-	if why != "" {
-		b.Errorf("State regressed during the steady state: %s", why)
-	}
-	r.steadyVerified = why == ""
+	r.steadyVerified = benchutil.SteadyStateVerified(b, why, err)
 	r.loggedErrors, r.firstErrors = mgr.loggedErrors(10)
 	r.loadEnd = benchutil.LoadAverage()
 	mgr.stop()
@@ -371,12 +340,6 @@ func report(b *testing.B, r result) {
 	b.ReportMetric(r.pools.nodeWrites/float64(numNodes), "pools_writes_per_node")
 	b.ReportMetric(r.all.conflicts, "conflicts")
 
-	pass := func(ok bool) string {
-		if ok {
-			return "ok"
-		}
-		return "MISSED"
-	}
 	var sb strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&sb, format+"\n", a...) }
 	p("\n=== EdgeUnit benchmark: %d EdgeUnits × %d NodePools × %d nodes = %d nodes; manager (own process) at its default QPS %d / burst %d ===",
@@ -387,18 +350,18 @@ func report(b *testing.B, r result) {
 		numPools, r.poolsCreated.Seconds(), r.poolsConverge.Seconds(), (r.poolsConverge - r.poolsCreated).Seconds())
 	printWindow(p, "NodePool phase (to idle)", r.pools)
 	p("  EdgeUnit phase: %d units created in %.2f s; the units' children and statuses verified %.2f s after the first   target <= %.0f s: %s",
-		numUnits, r.unitsCreated.Seconds(), r.unitsChildren.Seconds(), targetUnitsConverge.Seconds(), pass(r.unitsChildren <= targetUnitsConverge))
+		numUnits, r.unitsCreated.Seconds(), r.unitsChildren.Seconds(), targetUnitsConverge.Seconds(), benchutil.Verdict(r.unitsChildren <= targetUnitsConverge))
 	p("    and with every node and pool also carrying its unit's keys (a second write to each of the %d nodes) %.2f s after the first   within %.0f s too: %s",
-		numNodes, r.unitsConverge.Seconds(), targetUnitsConverge.Seconds(), pass(r.unitsConverge <= targetUnitsConverge))
+		numNodes, r.unitsConverge.Seconds(), targetUnitsConverge.Seconds(), benchutil.Verdict(r.unitsConverge <= targetUnitsConverge))
 	printWindow(p, "EdgeUnit phase (to verified)", r.units)
 	p("  steady state (%s from convergence): %.0f writes, at %v; state still verified: %t   target 0: %s",
-		steadyFor, r.steady.writes, r.steadyWriteTimes, r.steadyVerified, pass(r.steady.writes == 0))
+		steadyFor, r.steady.writes, r.steadyWriteTimes, r.steadyVerified, benchutil.Verdict(r.steady.writes == 0))
 	printWindow(p, "steady state", r.steady)
 	p("  node writes per node: %.3f in the NodePool phase, %.3f in the EdgeUnit phase   target <= 1 each: %s",
 		r.pools.nodeWrites/float64(numNodes), r.units.nodeWrites/float64(numNodes),
-		pass(r.pools.nodeWrites <= float64(numNodes) && r.units.nodeWrites <= float64(numNodes)))
+		benchutil.Verdict(r.pools.nodeWrites <= float64(numNodes) && r.units.nodeWrites <= float64(numNodes)))
 	p("  409 conflicts (whole run): %.0f   target 0: %s; other failed requests: %.0f; errors in the manager's log: %d",
-		r.all.conflicts, pass(r.all.conflicts == 0), r.all.failed, r.loggedErrors)
+		r.all.conflicts, benchutil.Verdict(r.all.conflicts == 0), r.all.failed, r.loggedErrors)
 	failedReqs := tally{}
 	for k, v := range r.all.mgr {
 		if code := k[strings.LastIndexByte(k, ' ')+1:]; !strings.HasPrefix(code, "2") {
@@ -410,7 +373,7 @@ func report(b *testing.B, r result) {
 		p("    %s", e)
 	}
 	p("  manager peak RSS (VmHWM) %.1f MiB   target <= %d MiB: %s; RSS at the end %.1f MiB, Go heap in use %.1f MiB; VmHWM after the NodePool phase %.1f MiB, after the EdgeUnit phase %.1f MiB",
-		r.steady.hwmAtEnd, targetRSSMiB, pass(r.steady.hwmAtEnd <= targetRSSMiB), r.steady.rssAtEnd, r.steady.heapAt, r.pools.hwmAtEnd, r.units.hwmAtEnd)
+		r.steady.hwmAtEnd, targetRSSMiB, benchutil.Verdict(r.steady.hwmAtEnd <= targetRSSMiB), r.steady.rssAtEnd, r.steady.heapAt, r.pools.hwmAtEnd, r.units.hwmAtEnd)
 	fmt.Print(sb.String())
 }
 
@@ -422,18 +385,4 @@ func printWindow(p func(string, ...any), name string, w window) {
 	p("    %s: manager's mean reconcile time by controller: %s; kube-apiserver's mean node PATCH time: %s", name, means(w.work), means(w.apiLat))
 	p("    %s: CPU in cores: manager %.2f, kube-apiserver %.2f, etcd %.2f, bench clients %.2f; whole machine %.2f of %d busy",
 		name, w.cpu.Children["manager"], w.cpu.Children["kube-apiserver"], w.cpu.Children["etcd"], w.cpu.Self, w.cpu.Machine, benchutil.NumCPU())
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
 }

@@ -50,16 +50,11 @@ func (w *benchWrites) snapshot() tally {
 // its writes.
 func newClient(b *testing.B, cfg *rest.Config, w *benchWrites) client.Client {
 	b.Helper()
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = -1, 0
 	if w != nil {
+		cfg = rest.CopyConfig(cfg)
 		cfg.WrapTransport = benchutil.WrapTransport(w.observe)
 	}
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
-	if err != nil {
-		b.Fatalf("Creating a client: %v", err)
-	}
-	return c
+	return benchutil.NewClient(b, cfg)
 }
 
 // newVerifier returns a client that reads what the checks read from
@@ -71,8 +66,7 @@ func newVerifier(ctx context.Context, b *testing.B, cfg *rest.Config) client.Cli
 	// The informers log through controller-runtime's logger; the bench
 	// reports through its own output only.
 	ctrllog.SetLogger(logr.Discard())
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = -1, 0
+	cfg = benchutil.Unthrottled(cfg)
 	scheme := controllers.Scheme()
 	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
 	if err != nil {

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"k8s.io/client-go/rest"
+
+	"github.com/edgeunit/edgeunit/test/bench/benchutil"
 )
 
 // metricSet is a scrape: family name -> samples.
@@ -67,15 +69,7 @@ func (s metricSet) sum(family string, keep func(map[string]string) bool) float64
 // tally is a set of counters by key; subtract two to get a window.
 type tally map[string]float64
 
-func (t tally) sub(o tally) tally {
-	out := tally{}
-	for k, v := range t {
-		if d := v - o[k]; d != 0 {
-			out[k] = d
-		}
-	}
-	return out
-}
+func (t tally) sub(o tally) tally { return benchutil.SubCounts(t, o) }
 
 func (t tally) add(o tally) tally {
 	out := maps.Clone(t)
@@ -88,24 +82,9 @@ func (t tally) add(o tally) tally {
 	return out
 }
 
-func (t tally) total() float64 {
-	var n float64
-	for _, v := range t {
-		n += v
-	}
-	return n
-}
+func (t tally) total() float64 { return benchutil.SumCounts(t, nil) }
 
-func (t tally) String() string {
-	if len(t) == 0 {
-		return "none"
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(t)) {
-		parts = append(parts, fmt.Sprintf("%s %.0f", k, t[k]))
-	}
-	return strings.Join(parts, ", ")
-}
+func (t tally) String() string { return benchutil.FormatCounts(t, "%s %.0f") }
 
 var writeMethods = []string{http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 

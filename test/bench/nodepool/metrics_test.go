@@ -11,6 +11,8 @@ import (
 	"github.com/go-logr/logr"
 	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/edgeunit/edgeunit/test/bench/benchutil"
 )
 
 // The controllers controllers/nodepool registers.
@@ -35,12 +37,7 @@ type reconcileSnapshot map[string]reconcileCounts
 func (s reconcileSnapshot) sub(o reconcileSnapshot) map[string]reconcileCounts {
 	out := map[string]reconcileCounts{}
 	for name, rs := range s {
-		out[name] = reconcileCounts{}
-		for res, v := range rs {
-			if d := v - o[name][res]; d != 0 {
-				out[name][res] = d
-			}
-		}
+		out[name] = benchutil.SubCounts(rs, o[name])
 	}
 	return out
 }
@@ -89,20 +86,7 @@ func forEachMetric(family string, fn func(labels map[string]string, m *dto.Metri
 	if err != nil {
 		return false
 	}
-	for _, f := range fams {
-		if f.GetName() != family {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			fn(labels, m)
-		}
-		return true
-	}
-	return false
+	return benchutil.EachSample(fams, family, fn)
 }
 
 // loggedErrors counts errors the manager logged (reconcile errors among
@@ -111,32 +95,12 @@ var loggedErrors atomic.Int64
 
 const printedErrors = 20
 
-// errorSink is a logr sink that drops info messages and prints the first
-// errors, so the benchmark output stays readable.
-type errorSink struct {
-	name   string
-	values []any
-}
-
-func newErrorLogger() logr.Logger { return logr.New(errorSink{}) }
-
-func (errorSink) Init(logr.RuntimeInfo)    {}
-func (errorSink) Enabled(int) bool         { return false }
-func (errorSink) Info(int, string, ...any) {}
-func (s errorSink) WithValues(kv ...any) logr.LogSink {
-	s.values = append(slices.Clip(s.values), kv...)
-	return s
-}
-func (s errorSink) WithName(n string) logr.LogSink {
-	if s.name != "" {
-		n = s.name + "/" + n
-	}
-	s.name = n
-	return s
-}
-
-func (s errorSink) Error(err error, msg string, kv ...any) {
-	if loggedErrors.Add(1) <= printedErrors {
-		fmt.Fprintf(os.Stderr, "manager error [%s]: %s: %v %v\n", s.name, msg, err, append(slices.Clip(s.values), kv...))
-	}
+// newErrorLogger returns a logger that drops info messages and prints the
+// first errors, so the benchmark output stays readable.
+func newErrorLogger() logr.Logger {
+	return logr.New(benchutil.LogSink{OnError: func(name string, err error, msg string, kv []any) {
+		if loggedErrors.Add(1) <= printedErrors {
+			fmt.Fprintf(os.Stderr, "manager error [%s]: %s: %v %v\n", name, msg, err, kv)
+		}
+	}})
 }

@@ -14,12 +14,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,8 +37,8 @@ import (
 // and BENCH_NODEPOOL_POOLS change it (DESIGN.md's targets are stated at
 // 10,000 nodes in 500 pools); the nodes must divide evenly into the pools.
 var (
-	numNodes     = envInt("BENCH_NODEPOOL_NODES", 2000)
-	numPools     = envInt("BENCH_NODEPOOL_POOLS", 100)
+	numNodes     = benchutil.EnvInt("BENCH_NODEPOOL_NODES", 2000)
+	numPools     = benchutil.EnvInt("BENCH_NODEPOOL_POOLS", 100)
 	nodesPerPool = int32(numNodes / numPools)
 
 	// convergeTimeout bounds the wait for convergence: generous for the
@@ -116,10 +113,7 @@ func BenchmarkNodePool(b *testing.B) {
 	got := map[string]result{}
 	for _, sc := range scenarios {
 		b.Run(sc.name, func(b *testing.B) {
-			var r result
-			for range b.N {
-				r = runScenario(b, sc)
-			}
+			r := benchutil.LastRun(b, func(b *testing.B) result { return runScenario(b, sc) })
 			report(b, sc, r)
 			got[sc.name] = r
 		})
@@ -138,7 +132,6 @@ func BenchmarkNodePool(b *testing.B) {
 // the pools, and measures convergence and the steady state after it. Only
 // the convergence is timed (ns/op).
 func runScenario(b *testing.B, sc scenario) result {
-	b.StopTimer()
 	ctx, cancel := context.WithTimeout(b.Context(), scenarioTimeout)
 	defer cancel()
 	resetPeakRSS()
@@ -151,24 +144,17 @@ func runScenario(b *testing.B, sc scenario) result {
 		r.burst = controllers.DefaultBurst
 	}
 
-	cfg, stopEnv := startEnv(b)
+	cfg, teardown := startEnv(b)
+	defer teardown.Run()
 	rc := newRequestCounter()
 	mgrCfg := rest.CopyConfig(cfg)
 	mgrCfg.WrapTransport = rc.wrap // NewManager copies the config, wrapper included.
-	stopMgr := startManager(ctx, b, mgrCfg, sc)
-	teardown := sync.OnceFunc(func() {
-		stopMgr()
-		if err := stopEnv(); err != nil {
-			b.Logf("Stopping envtest: %v", err)
-		}
-	})
-	b.Cleanup(teardown)
-	defer teardown()
+	teardown.Add(startManager(ctx, b, mgrCfg, sc))
 
 	// The load generator and the verifier have their own clients, not rate
 	// limited, so they are never the bottleneck.
-	load := newClient(b, cfg)
-	verify := newClient(b, cfg)
+	load := benchutil.NewClient(b, cfg)
+	verify := benchutil.NewClient(b, cfg)
 
 	start := time.Now()
 	if err := createNodes(ctx, load); err != nil {
@@ -226,7 +212,7 @@ func runScenario(b *testing.B, sc scenario) result {
 	r.unexpected = rc.unexpected()
 
 	r.rssPeakMiB, r.rssMiB, r.heapMiB = memory()
-	teardown()
+	teardown.Run()
 	time.Sleep(time.Second) // let stopped goroutines exit before counting
 	r.goroutinesAfter = runtime.NumGoroutine()
 	return r
@@ -272,7 +258,7 @@ func report(b *testing.B, sc scenario, r result) {
 }
 
 // startEnv starts kube-apiserver and etcd with the project's CRDs.
-func startEnv(b *testing.B) (*rest.Config, func() error) {
+func startEnv(b *testing.B) (*rest.Config, *benchutil.Teardown) {
 	b.Helper()
 	return benchutil.StartEnv(b)
 }
@@ -316,24 +302,6 @@ func startManager(ctx context.Context, b *testing.B, cfg *rest.Config, sc scenar
 		b.Fatalf("Manager did not start within 30s")
 	}
 	return stop
-}
-
-func newClient(b *testing.B, cfg *rest.Config) client.Client {
-	b.Helper()
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = -1, 0 // no client-side rate limit
-	c, err := client.New(cfg, client.Options{Scheme: controllers.Scheme()})
-	if err != nil {
-		b.Fatalf("Creating a client: %v", err)
-	}
-	return c
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
 }
 
 func poolName(i int) string { return fmt.Sprintf("pool-%03d", i) }

@@ -25,45 +25,13 @@ const controllerName = "unitdeployment"
 // tally counts by key.
 type tally map[string]int
 
-func (t tally) sub(o tally) tally {
-	out := tally{}
-	for k, v := range t {
-		if d := v - o[k]; d != 0 {
-			out[k] = d
-		}
-	}
-	return out
-}
-
-func (t tally) total() int {
-	n := 0
-	for _, v := range t {
-		n += v
-	}
-	return n
-}
+func (t tally) sub(o tally) tally { return benchutil.SubCounts(t, o) }
+func (t tally) total() int        { return benchutil.SumCounts(t, nil) }
 
 // sum adds the entries whose key satisfies keep.
-func (t tally) sum(keep func(string) bool) int {
-	n := 0
-	for k, v := range t {
-		if keep(k) {
-			n += v
-		}
-	}
-	return n
-}
+func (t tally) sum(keep func(string) bool) int { return benchutil.SumCounts(t, keep) }
 
-func (t tally) String() string {
-	if len(t) == 0 {
-		return "none"
-	}
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(t)) {
-		parts = append(parts, fmt.Sprintf("%s: %d", k, t[k]))
-	}
-	return strings.Join(parts, ", ")
-}
+func (t tally) String() string { return benchutil.FormatCounts(t, "%s: %d") }
 
 // writeCounter counts the requests of the manager's client (its cache, its
 // writes and its event recorder share one rest.Config) by "verb resource
@@ -191,20 +159,7 @@ func forEachMetric(family string, fn func(labels map[string]string, m *dto.Metri
 	if err != nil {
 		gatherErr.Store(err.Error())
 	}
-	for _, f := range fams {
-		if f.GetName() != family {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			fn(labels, m)
-		}
-		return true
-	}
-	return false
+	return benchutil.EachSample(fams, family, fn)
 }
 
 // logRecorder keeps the manager's recent log lines (to V(2), where the
@@ -264,51 +219,32 @@ func (r *logRecorder) errorCount() int {
 // takes one logger per process.
 var currentLogs atomic.Pointer[logRecorder]
 
-// logSink is a logr.LogSink into currentLogs.
-type logSink struct {
-	name   string
-	values []any
+// newLogger returns a logger into currentLogs, to V(2).
+func newLogger() logr.Logger {
+	return logr.New(benchutil.LogSink{
+		MaxLevel: 2,
+		OnInfo: func(name string, level int, msg string, kv []any) {
+			rec := currentLogs.Load()
+			if rec == nil {
+				return
+			}
+			if msg == "Starting workers" && hasValue(kv, "controller", controllerName) {
+				rec.once.Do(func() { close(rec.started) })
+			}
+			rec.add(logLine(name, fmt.Sprintf("V(%d)", level), msg, nil, kv), false)
+		},
+		OnError: func(name string, err error, msg string, kv []any) {
+			if rec := currentLogs.Load(); rec != nil {
+				rec.add(logLine(name, "ERROR", msg, err, kv), true)
+			}
+		},
+	})
 }
 
-func (s logSink) Init(logr.RuntimeInfo) {}
-func (s logSink) Enabled(level int) bool {
-	return level <= 2
-}
-
-func (s logSink) Info(level int, msg string, kv ...any) {
-	rec := currentLogs.Load()
-	if rec == nil {
-		return
-	}
-	all := append(slices.Clip(s.values), kv...)
-	if msg == "Starting workers" && hasValue(all, "controller", controllerName) {
-		rec.once.Do(func() { close(rec.started) })
-	}
-	rec.add(s.format(fmt.Sprintf("V(%d)", level), msg, nil, all), false)
-}
-
-func (s logSink) Error(err error, msg string, kv ...any) {
-	if rec := currentLogs.Load(); rec != nil {
-		rec.add(s.format("ERROR", msg, err, append(slices.Clip(s.values), kv...)), true)
-	}
-}
-
-func (s logSink) WithValues(kv ...any) logr.LogSink {
-	s.values = append(slices.Clip(s.values), kv...)
-	return s
-}
-
-func (s logSink) WithName(n string) logr.LogSink {
-	if s.name != "" {
-		n = s.name + "/" + n
-	}
-	s.name = n
-	return s
-}
-
-func (s logSink) format(level, msg string, err error, kv []any) string {
+// logLine formats one message of the logger name.
+func logLine(name, level, msg string, err error, kv []any) string {
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "%s %s [%s] %q", time.Now().Format("15:04:05.000"), level, s.name, msg)
+	fmt.Fprintf(&sb, "%s %s [%s] %q", time.Now().Format("15:04:05.000"), level, name, msg)
 	if err != nil {
 		fmt.Fprintf(&sb, " error=%q", err.Error())
 	}

@@ -40,7 +40,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -64,14 +63,14 @@ import (
 )
 
 var (
-	numUnits       = envInt("BENCH_UD_UNITS", 100)
-	numOverridden  = envInt("BENCH_UD_OVERRIDDEN", max(numUnits/10, 1))
-	maxUnavailable = envInt("BENCH_UD_MAX_UNAVAILABLE", 10)
-	simDelay       = envDuration("BENCH_UD_DELAY", 200*time.Millisecond)
-	steadyFor      = envDuration("BENCH_UD_STEADY", 30*time.Second)
+	numUnits       = benchutil.EnvInt("BENCH_UD_UNITS", 100)
+	numOverridden  = benchutil.EnvInt("BENCH_UD_OVERRIDDEN", max(numUnits/10, 1))
+	maxUnavailable = benchutil.EnvInt("BENCH_UD_MAX_UNAVAILABLE", 10)
+	simDelay       = benchutil.EnvDuration("BENCH_UD_DELAY", 200*time.Millisecond)
+	steadyFor      = benchutil.EnvDuration("BENCH_UD_STEADY", 30*time.Second)
 	// trace prints every instance change of the create and rollout phases.
 	trace        = os.Getenv("BENCH_UD_TRACE") != ""
-	phaseTimeout = envDuration("BENCH_UD_TIMEOUT", 5*time.Minute)
+	phaseTimeout = benchutil.EnvDuration("BENCH_UD_TIMEOUT", 5*time.Minute)
 )
 
 const (
@@ -146,37 +145,22 @@ func BenchmarkUnitDeployment(b *testing.B) {
 		b.Fatalf("BENCH_UD_UNITS (%d) must be positive, BENCH_UD_OVERRIDDEN (%d) at most the units, BENCH_UD_MAX_UNAVAILABLE (%d) positive",
 			numUnits, numOverridden, maxUnavailable)
 	}
-	setLoggerOnce.Do(func() { ctrl.SetLogger(logr.New(logSink{})) })
-	var r result
-	for range b.N {
-		r = run(b)
-	}
-	report(b, r)
+	setLoggerOnce.Do(func() { ctrl.SetLogger(newLogger()) })
+	report(b, benchutil.LastRun(b, run))
 }
 
 func run(b *testing.B) result {
-	b.StopTimer()
 	ctx, cancel := context.WithTimeout(b.Context(), 3*time.Minute+4*phaseTimeout+3*settleTimeout+steadyFor)
 	defer cancel()
 	r := result{loadStart: benchutil.LoadAverage()}
 	logs := newLogRecorder()
 	currentLogs.Store(logs)
 
-	cfg, stopEnv := benchutil.StartEnv(b)
-	var stops []func() // run in reverse, then the control plane stops
-	teardown := sync.OnceFunc(func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
-		}
-		if err := stopEnv(); err != nil {
-			b.Logf("Stopping envtest: %v", err)
-		}
-	})
-	b.Cleanup(teardown)
-	defer teardown()
+	cfg, teardown := benchutil.StartEnv(b)
+	defer teardown.Run()
 
-	load := newClient(b, cfg)
-	verify := newClient(b, cfg)
+	load := benchutil.NewClient(b, cfg)
+	verify := benchutil.NewClient(b, cfg)
 
 	t := time.Now()
 	if err := createFixtures(ctx, load); err != nil {
@@ -185,15 +169,15 @@ func run(b *testing.B) result {
 	r.setup = time.Since(t)
 
 	tr := newTracker()
-	sim := newSimulator(newClient(b, cfg), simDelay, tr)
-	stopSim, err := sim.start(ctx, unthrottled(cfg), namespace, simWorkers)
+	sim := newSimulator(benchutil.NewClient(b, cfg), simDelay, tr)
+	stopSim, err := sim.start(ctx, benchutil.Unthrottled(cfg), namespace, simWorkers)
 	if err != nil {
 		b.Fatalf("Starting the Deployment simulator: %v", err)
 	}
-	stops = append(stops, stopSim)
+	teardown.Add(stopSim)
 
 	wc := newWriteCounter()
-	stops = append(stops, startManager(ctx, b, cfg, wc, logs))
+	teardown.Add(startManager(ctx, b, cfg, wc, logs))
 	if _, err := settle(ctx, wc, tr, sim, time.Now()); err != nil {
 		b.Fatalf("The controller did not settle after starting: %v", err)
 	}
@@ -226,39 +210,16 @@ func run(b *testing.B) result {
 	}
 
 	// Steady state: nothing changes, so the controller should not write.
-	// Sampled each second to tell a trailing write from a periodic one.
 	tr.startPhase()
 	steadyStart, s0, rec0 := time.Now(), wc.snapshot(), reconcileCounts()
-	prev := s0.writes.total()
-	tick := time.NewTicker(time.Second)
-	deadline := time.NewTimer(steadyFor)
-steady:
-	for {
-		select {
-		case <-tick.C:
-			if w := wc.snapshot().writes.total(); w > prev {
-				r.steadyWriteTimes = append(r.steadyWriteTimes, time.Since(steadyStart).Round(time.Second))
-				prev = w
-			}
-		case <-deadline.C:
-			break steady
-		case <-ctx.Done():
-			b.Fatalf("Steady state interrupted: %v", ctx.Err())
-		}
-	}
-	tick.Stop()
-	deadline.Stop()
+	r.steadyWriteTimes = benchutil.SteadyStateWrites(ctx, b, steadyFor, steadyStart, s0.writes.total(), func() int {
+		return wc.snapshot().writes.total()
+	})
 	r.steady = wc.snapshot().since(s0)
 	r.steadyRec = reconcileCounts().sub(rec0)
 	r.steadyTrack = tr.figures()
 	why, err := check(ctx, verify, expect{version: v2, ready: true, rolledOut: true})
-	if err != nil {
-		b.Fatalf("Verifying after the steady state: %v", err)
-	}
-	if why != "" {
-		b.Errorf("State regressed during the steady state: %s", why)
-	}
-	r.steadyVerified = why == ""
+	r.steadyVerified = benchutil.SteadyStateVerified(b, why, err)
 	r.loggedErrors = logs.errorCount()
 	r.simConflicts, r.simFailures = sim.conflicts.Load(), sim.failures.Load()
 	if err := sim.err(); err != nil {
@@ -274,7 +235,7 @@ steady:
 	if n := r.steady.total(); n != 0 {
 		b.Errorf("The controller wrote %d times in the steady state: %s\ncontroller log (last 40 lines):\n%s", n, r.steady.writes, logs.tail(40))
 	}
-	teardown()
+	teardown.Run()
 	return r
 }
 
@@ -570,23 +531,6 @@ func startManager(ctx context.Context, b *testing.B, cfg *rest.Config, wc *write
 	return stop
 }
 
-func unthrottled(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	cfg.QPS, cfg.Burst = -1, 0
-	return cfg
-}
-
-// newClient returns an uncached client without client-side rate limit, so
-// the load, the simulator and the verifier are never the bottleneck.
-func newClient(b *testing.B, cfg *rest.Config) client.Client {
-	b.Helper()
-	c, err := client.New(unthrottled(cfg), client.Options{Scheme: controllers.Scheme()})
-	if err != nil {
-		b.Fatalf("Creating a client: %v", err)
-	}
-	return c
-}
-
 func unitName(i int) string { return fmt.Sprintf("unit-%03d", i) }
 func poolName(i int) string { return fmt.Sprintf("pool-%03d", i) }
 func nodeName(i int) string { return fmt.Sprintf("edge-node-%03d", i) }
@@ -688,12 +632,6 @@ func report(b *testing.B, r result) {
 	b.ReportMetric(float64(r.rollout.track.max), "max_units_updating")
 	b.ReportMetric(r.rollout.track.mean, "mean_units_updating")
 
-	pass := func(ok bool) string {
-		if ok {
-			return "ok"
-		}
-		return "MISSED"
-	}
 	waves := int(math.Ceil(float64(numUnits) / float64(maxUnavailable)))
 	ideal := time.Duration(waves) * simDelay
 	conflicts := r.create.all.conflicts() + r.rollout.all.conflicts() + r.steady.conflicts()
@@ -708,17 +646,17 @@ func report(b *testing.B, r result) {
 	p("  %-58s %10s   %s", "figure", "measured", "target")
 	row := func(name, value, target string) { p("  %-58s %10s   %s", name, value, target) }
 	row("create: instances exist, status counts them (create_s)", fmt.Sprintf("%.2f s", r.create.verified.Seconds()),
-		fmt.Sprintf("<= %.0f s (DESIGN.md's bound for 100 EdgeUnits, as a reference): %s", targetCreate.Seconds(), pass(r.create.verified <= targetCreate)))
+		fmt.Sprintf("<= %.0f s (DESIGN.md's bound for 100 EdgeUnits, as a reference): %s", targetCreate.Seconds(), benchutil.Verdict(r.create.verified <= targetCreate)))
 	row("create: every unit ready, Ready=True (create_ready_s)", fmt.Sprintf("%.2f s", r.create.ready.Seconds()), "-")
 	row("rollout: every unit on the new revision, ready (rollout_s)", fmt.Sprintf("%.2f s", r.rollout.ready.Seconds()),
 		fmt.Sprintf("floor %d waves x %s = %.2f s; overhead %.2f s", waves, simDelay, ideal.Seconds(), (r.rollout.ready-ideal).Seconds()))
 	row("rollout: most units updating at once (max_units_updating)", strconv.Itoa(r.rollout.track.max),
-		fmt.Sprintf("<= %d: %s", maxUnavailable, pass(r.rollout.track.max <= maxUnavailable)))
+		fmt.Sprintf("<= %d: %s", maxUnavailable, benchutil.Verdict(r.rollout.track.max <= maxUnavailable)))
 	row("rollout: units updating, mean to the last completion", fmt.Sprintf("%.2f", r.rollout.track.mean), fmt.Sprintf("close to %d is a full budget", maxUnavailable))
 	row("create: controller writes per instance", fmt.Sprintf("%.2f", perInstance(r.create.all)), "- (1 apply per instance is the floor)")
 	row("rollout: controller writes per instance", fmt.Sprintf("%.2f", perInstance(r.rollout.all)), "- (1 apply per instance is the floor)")
-	row(fmt.Sprintf("steady state (%s): controller writes", steadyFor), strconv.Itoa(r.steady.total()), "0: "+pass(r.steady.total() == 0))
-	row("409 conflicts (whole run)", strconv.Itoa(conflicts), "0: "+pass(conflicts == 0))
+	row(fmt.Sprintf("steady state (%s): controller writes", steadyFor), strconv.Itoa(r.steady.total()), "0: "+benchutil.Verdict(r.steady.total() == 0))
+	row("409 conflicts (whole run)", strconv.Itoa(conflicts), "0: "+benchutil.Verdict(conflicts == 0))
 	for _, ph := range []struct {
 		name string
 		p    phase
@@ -754,18 +692,4 @@ func lastN(s []string, n int) []string {
 		return s[len(s)-n:]
 	}
 	return s
-}
-
-func envInt(name string, def int) int {
-	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return v
-	}
-	return def
 }
