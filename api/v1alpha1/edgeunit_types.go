@@ -89,6 +89,15 @@ type TunnelSpec struct {
 	// +kubebuilder:validation:items:Maximum=65535
 	// +kubebuilder:default={10250}
 	AllowedPorts []int32 `json:"allowedPorts,omitempty"`
+	// podPorts are ports of the node's own pods the agent may open for the
+	// cloud, for webhooks or aggregated API servers that run on the
+	// unit's nodes. None by default: the agent opens no pod.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=65535
+	PodPorts []int32 `json:"podPorts,omitempty"`
 	// agentImage of the tunnel agent; the manager's default when unset.
 	// +optional
 	// +kubebuilder:validation:MaxLength=512

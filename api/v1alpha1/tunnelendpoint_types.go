@@ -84,6 +84,35 @@ type TunnelEndpointSpec struct {
 	// resources of the server container.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+	// egress says where the servers send kube-apiserver's cluster traffic
+	// (the egress selector's "cluster" egress): to an edge node or a pod on
+	// one through that node's agent, to the cloud side directly.
+	// +optional
+	Egress TunnelEgress `json:"egress,omitempty"`
+}
+
+// TunnelEgress is the routing policy of the servers' CONNECT listener. An
+// edge node (by name or address) and a pod on an edge node go through
+// that node's agent. A cloud-side destination is dialled by the server
+// itself: a node outside Edge pools or a pod on one, an address in the
+// cluster's Service ranges (unless serviceCIDRs is false), and an address
+// in direct. Anything else is refused.
+type TunnelEgress struct {
+	// direct are further CIDRs the servers dial themselves, such as the
+	// cloud network of webhooks and aggregated API servers that run
+	// outside the cluster.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="each entry must be a CIDR, such as 10.96.0.0/12"
+	Direct []string `json:"direct,omitempty"`
+	// serviceCIDRs adds the cluster's Service ranges (its ServiceCIDR
+	// objects) to the direct CIDRs, so webhooks and aggregated APIs behind
+	// a ClusterIP keep working.
+	// +optional
+	// +kubebuilder:default=true
+	ServiceCIDRs *bool `json:"serviceCIDRs,omitempty"`
 }
 
 // ConnectedAgent is an agent connected to the servers.
@@ -115,6 +144,13 @@ type TunnelEndpointStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=253
 	Addresses []string `json:"addresses,omitempty"`
+	// directCIDRs are the CIDRs the servers dial themselves: spec.egress.direct
+	// and, unless turned off, the cluster's Service ranges.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	DirectCIDRs []string `json:"directCIDRs,omitempty"`
 	// connectedAgents is the number of connected agents.
 	// +optional
 	ConnectedAgents int32 `json:"connectedAgents,omitempty"`

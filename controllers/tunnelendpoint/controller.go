@@ -173,6 +173,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req reconcile.Request) (_ re
 	for _, phase := range []func(context.Context, *edgev1.TunnelEndpoint, *observed) error{
 		r.reconcileServices,
 		r.reconcileCertificate,
+		r.observeEgress,
 		r.reconcileDeployment,
 	} {
 		if err := phase(ctx, te, &obs); err != nil {

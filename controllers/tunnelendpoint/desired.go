@@ -200,10 +200,11 @@ func ownerRef(te *edgev1.TunnelEndpoint) *metav1ac.OwnerReferenceApplyConfigurat
 // One serving certificate covers the agent and CONNECT listeners; the
 // operator CA authenticates agents and kube-apiserver's egress client, and
 // the CONNECT listener admits only the latter's name (EgressSecretName).
-func serverArgs(te *edgev1.TunnelEndpoint) []string {
+// direct are the CIDRs the servers dial themselves (observeEgress).
+func serverArgs(te *edgev1.TunnelEndpoint, direct []string) []string {
 	p := portsOf(te)
 	crt, key, ca := CertDir+"/"+corev1.TLSCertKey, CertDir+"/"+corev1.TLSPrivateKeyKey, CertDir+"/"+corev1.ServiceAccountRootCAKey
-	return []string{
+	args := []string{
 		"--id=$(POD_NAME)",
 		fmt.Sprintf("--agent-address=:%d", p.Agent),
 		"--agent-cert-file=" + crt,
@@ -218,6 +219,10 @@ func serverArgs(te *edgev1.TunnelEndpoint) []string {
 		fmt.Sprintf("--health-address=:%d", p.healthPort()),
 		"--tunnel-endpoint=" + te.Name,
 	}
+	if len(direct) > 0 {
+		args = append(args, "--direct-cidrs="+strings.Join(direct, ","))
+	}
+	return args
 }
 
 // defaultResources apply when spec.resources is unset.
@@ -243,7 +248,7 @@ func resourcesOf(te *edgev1.TunnelEndpoint) *corev1ac.ResourceRequirementsApplyC
 
 // desiredDeployment is the tunnel-server Deployment. caHash rolls the pods
 // when the CA they trust changes.
-func desiredDeployment(te *edgev1.TunnelEndpoint, cfg config, caHash string) *appsv1ac.DeploymentApplyConfiguration {
+func desiredDeployment(te *edgev1.TunnelEndpoint, cfg config, caHash string, direct []string) *appsv1ac.DeploymentApplyConfiguration {
 	p := portsOf(te)
 	labels := childLabels(te)
 	selector := selectorLabels(te)
@@ -265,7 +270,7 @@ func desiredDeployment(te *edgev1.TunnelEndpoint, cfg config, caHash string) *ap
 		WithImage(cfg.imageFor(te)).
 		WithImagePullPolicy(corev1.PullIfNotPresent).
 		WithCommand("/tunnel-server").
-		WithArgs(serverArgs(te)...).
+		WithArgs(serverArgs(te, direct)...).
 		WithEnv(corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(
 			corev1ac.EnvVarSource().WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name")))).
 		WithPorts(

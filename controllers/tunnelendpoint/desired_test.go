@@ -125,7 +125,7 @@ func TestDesiredDeployment(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			d := decode[appsv1.Deployment](t, desiredDeployment(tc.te, testCfg, "cafe"))
+			d := decode[appsv1.Deployment](t, desiredDeployment(tc.te, testCfg, "cafe", nil))
 			if d.Name != DeploymentName(tc.te.Name) || d.Namespace != testCfg.Namespace {
 				t.Errorf("name = %s/%s", d.Namespace, d.Name)
 			}

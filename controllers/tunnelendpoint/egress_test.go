@@ -92,7 +92,7 @@ func TestServerArgsParse(t *testing.T) {
 	var o tunnel.ServerOptions
 	fs := flag.NewFlagSet("tunnel-server", flag.ContinueOnError)
 	o.BindFlags(fs)
-	args := strings.ReplaceAll(strings.Join(serverArgs(endpoint("tunnel")), "\n"), "$(POD_NAME)", "tunnel-0")
+	args := strings.ReplaceAll(strings.Join(serverArgs(endpoint("tunnel"), nil), "\n"), "$(POD_NAME)", "tunnel-0")
 	if err := fs.Parse(strings.Split(args, "\n")); err != nil {
 		t.Fatal(err)
 	}

@@ -107,7 +107,7 @@ func (r *Reconciler) ensureCertificate(ctx context.Context, te *edgev1.TunnelEnd
 // as returned, with its status.
 func (r *Reconciler) reconcileDeployment(ctx context.Context, te *edgev1.TunnelEndpoint, obs *observed) error {
 	d := &appsv1.Deployment{}
-	if err := r.apply(ctx, desiredDeployment(te, r.cfg, obs.caHash), d); err != nil {
+	if err := r.apply(ctx, desiredDeployment(te, r.cfg, obs.caHash, obs.direct), d); err != nil {
 		obs.deploymentErr = err
 		return err
 	}

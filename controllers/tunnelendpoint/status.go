@@ -33,12 +33,13 @@ type ownStatus struct {
 	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
 	ReadyServers       int32              `json:"readyServers"`
 	Addresses          []string           `json:"addresses,omitempty"`
+	DirectCIDRs        []string           `json:"directCIDRs,omitempty"`
 	Conditions         []metav1.Condition `json:"conditions,omitempty"`
 }
 
 // ownStatusOf extracts this controller's fields from a status.
 func ownStatusOf(st edgev1.TunnelEndpointStatus) ownStatus {
-	own := ownStatus{ObservedGeneration: st.ObservedGeneration, ReadyServers: st.ReadyServers, Addresses: st.Addresses}
+	own := ownStatus{ObservedGeneration: st.ObservedGeneration, ReadyServers: st.ReadyServers, Addresses: st.Addresses, DirectCIDRs: st.DirectCIDRs}
 	for _, c := range st.Conditions {
 		if slices.Contains(ownedConditions, c.Type) {
 			own.Conditions = append(own.Conditions, c)
@@ -61,6 +62,12 @@ func (s ownStatus) equal(o ownStatus) bool {
 	if len(b.Addresses) == 0 {
 		b.Addresses = nil
 	}
+	if len(a.DirectCIDRs) == 0 {
+		a.DirectCIDRs = nil
+	}
+	if len(b.DirectCIDRs) == 0 {
+		b.DirectCIDRs = nil
+	}
 	return equality.Semantic.DeepEqual(a, b)
 }
 
@@ -74,6 +81,8 @@ type observed struct {
 	caHash        string
 	deployment    *appsv1.Deployment
 	deploymentErr error
+	// direct are the CIDRs the servers dial themselves (observeEgress).
+	direct []string
 }
 
 // agentAddresses are the host:port pairs agents dial, IPv6 in brackets:
@@ -201,6 +210,12 @@ func computeStatus(te *edgev1.TunnelEndpoint, obs observed, succeeded bool) ownS
 		st.Addresses = agentAddresses(te, obs.service)
 	} else {
 		st.Addresses = prev.Addresses
+	}
+	if obs.deployment != nil {
+		// What the servers were started with.
+		st.DirectCIDRs = obs.direct
+	} else {
+		st.DirectCIDRs = prev.DirectCIDRs
 	}
 
 	reached := func(t string, obj bool, err error) bool {

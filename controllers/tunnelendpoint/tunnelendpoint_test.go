@@ -18,6 +18,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -197,6 +198,50 @@ func condition(te *edgev1.TunnelEndpoint, t string) metav1.Condition {
 }
 
 var _ = Describe("TunnelEndpoint controller", func() {
+	It("has the servers dial the cluster's Service ranges and spec.egress.direct themselves, and reports them", func(ctx SpecContext) {
+		// The apiserver's own ServiceCIDR (envtest's --service-cluster-ip-range).
+		var cidrs networkingv1.ServiceCIDRList
+		Expect(k8s.List(ctx, &cidrs)).To(Succeed())
+		var service []string
+		for _, c := range cidrs.Items {
+			service = append(service, c.Spec.CIDRs...)
+		}
+		Expect(service).NotTo(BeEmpty())
+		te := createEndpoint(ctx, newEndpoint(uniq("egress"), func(te *edgev1.TunnelEndpoint) {
+			te.Spec.Egress.Direct = []string{"172.31.0.0/16"}
+		}))
+		want := append([]string{"172.31.0.0/16"}, service...)
+		Eventually(func(g Gomega) {
+			d, err := get(ctx, &appsv1.Deployment{}, tunnelendpoint.DeploymentName(te.Name))()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--direct-cidrs=" + strings.Join(want, ",")))
+			cur := &edgev1.TunnelEndpoint{}
+			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(te), cur)).To(Succeed())
+			g.Expect(cur.Status.DirectCIDRs).To(Equal(want))
+		}).Should(Succeed())
+
+		By("without the Service ranges, only the listed CIDRs")
+		Eventually(func() error {
+			cur := &edgev1.TunnelEndpoint{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(te), cur); err != nil {
+				return err
+			}
+			cur.Spec.Egress.ServiceCIDRs = new(false)
+			return k8s.Update(ctx, cur)
+		}).Should(Succeed())
+		Eventually(func(g Gomega) {
+			d, err := get(ctx, &appsv1.Deployment{}, tunnelendpoint.DeploymentName(te.Name))()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(d.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--direct-cidrs=172.31.0.0/16"))
+		}).Should(Succeed())
+
+		By("a CIDR that does not parse is refused with the field named")
+		bad := newEndpoint(uniq("bad-egress"), func(te *edgev1.TunnelEndpoint) { te.Spec.Egress.Direct = []string{"10.0.0.1"} })
+		err := k8s.Create(ctx, bad)
+		Expect(err).To(HaveOccurred())
+		Expect(err.Error()).To(ContainSubstring("spec.egress.direct[0]"))
+	})
+
 	It("creates the Deployment, both Services and the serving Secret, owned by the endpoint", func(ctx SpecContext) {
 		te := createEndpoint(ctx, newEndpoint(uniq("children"), func(te *edgev1.TunnelEndpoint) {
 			te.Spec.Ports = edgev1.TunnelPorts{Agent: 9100, Connect: 9101, Passthrough: 9102}
@@ -447,8 +492,8 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		addr := connectListener(serving)
 		egressPair, err := tls.X509KeyPair(egress.Data[corev1.TLSCertKey], egress.Data[corev1.TLSPrivateKeyKey])
 		Expect(err).NotTo(HaveOccurred())
-		Expect(connectStatus(addr, egress.Data[corev1.ServiceAccountRootCAKey], egressPair)).To(Equal(http.StatusNotFound),
-			"admitted: the CONNECT reaches the resolver, which knows no such node")
+		Expect(connectStatus(addr, egress.Data[corev1.ServiceAccountRootCAKey], egressPair)).To(Equal(http.StatusForbidden),
+			"admitted: the CONNECT reaches the router, which finds the destination off the egress policy")
 		caObj, err := certs.LoadCA(certs.KeyPair{CertPEM: ca.Data[corev1.TLSCertKey], KeyPEM: ca.Data[corev1.TLSPrivateKeyKey]})
 		Expect(err).NotTo(HaveOccurred())
 		agentKP, err := caObj.Issue(certs.TunnelAgentRequest("edge-1", time.Hour), clk.Now())

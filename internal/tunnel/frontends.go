@@ -57,12 +57,19 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		target = r.Host
 	}
 	log := s.log.WithValues("target", target, "client", r.RemoteAddr)
-	upstream, err := s.Dial(r.Context(), target)
+	upstream, rt, err := s.DialRoute(r.Context(), target)
+	s.cfg.Metrics.connect(rt.Kind, err)
 	if err != nil {
-		log.V(2).Info("Refused CONNECT", "reason", err.Error())
+		if rt.Kind == RouteRefused {
+			// Off policy: say so where operators look, not only at V(2).
+			log.Info("Refused CONNECT: destination off the egress policy", "reason", err.Error())
+		} else {
+			log.V(2).Info("CONNECT failed", "route", rt.Kind, "node", rt.Node, "reason", err.Error())
+		}
 		http.Error(w, err.Error(), connectStatus(err))
 		return
 	}
+	log = log.WithValues("route", rt.Kind, "node", rt.Node)
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		_ = upstream.Close()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -13,12 +15,17 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 )
 
 // Resolver maps a host the cloud wants to reach to the node that has it and
-// the host the node's agent should dial.
+// the host the node's agent should dial (Resolve, for the passthrough
+// frontend, which reaches only nodes), and decides the route of a CONNECT
+// destination (Route).
 type Resolver interface {
 	Resolve(host string) (node, dialHost string, err error)
+	Router
 }
 
 // StaticResolver maps hosts to nodes from a fixed table; the agent dials the
@@ -37,16 +44,20 @@ func (r StaticResolver) Resolve(host string) (string, string, error) {
 // address in its status (InternalIP, ExternalIP, Hostname, DNS names) map to
 // it. A name resolves to the node's InternalIP, which the agent dials.
 type NodeResolver struct {
-	mu     sync.RWMutex
-	byHost map[string]string   // host (lower case) -> node
-	nodes  map[string][]string // node -> its hosts, to unindex
-	dialIP map[string]string   // node -> InternalIP (or first IP)
-	synced func() bool
+	mu       sync.RWMutex
+	byHost   map[string]string   // host (lower case) -> node
+	nodes    map[string][]string // node -> its hosts, to unindex
+	dialIP   map[string]string   // node -> InternalIP (or first IP)
+	edge     map[string]bool     // node -> in an Edge pool
+	podCIDRs []podCIDR
+	direct   []netip.Prefix
+	synced   func() bool
 }
 
-// NewNodeResolver starts watching Nodes; it stops with ctx.
-func NewNodeResolver(ctx context.Context, client kubernetes.Interface) *NodeResolver {
-	r := &NodeResolver{byHost: map[string]string{}, nodes: map[string][]string{}, dialIP: map[string]string{}}
+// NewNodeResolver starts watching Nodes; it stops with ctx. direct are the
+// cloud-side CIDRs the server dials itself (see Route).
+func NewNodeResolver(ctx context.Context, client kubernetes.Interface, direct []netip.Prefix) *NodeResolver {
+	r := &NodeResolver{byHost: map[string]string{}, nodes: map[string][]string{}, dialIP: map[string]string{}, edge: map[string]bool{}, direct: direct}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 10*time.Hour,
 		informers.WithTransform(func(obj any) (any, error) {
 			// Keep only what routing needs: Nodes are big and many.
@@ -54,10 +65,15 @@ func NewNodeResolver(ctx context.Context, client kubernetes.Interface) *NodeReso
 			if !ok {
 				return obj, nil
 			}
-			return &corev1.Node{
+			t := &corev1.Node{
 				ObjectMeta: metav1.ObjectMeta{Name: n.Name, ResourceVersion: n.ResourceVersion},
+				Spec:       corev1.NodeSpec{PodCIDR: n.Spec.PodCIDR, PodCIDRs: n.Spec.PodCIDRs},
 				Status:     corev1.NodeStatus{Addresses: n.Status.Addresses},
-			}, nil
+			}
+			if v, ok := n.Labels[edgev1.LabelPoolType]; ok {
+				t.Labels = map[string]string{edgev1.LabelPoolType: v}
+			}
+			return t, nil
 		}))
 	inf := factory.Core().V1().Nodes().Informer()
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -104,6 +120,16 @@ func (r *NodeResolver) upsert(obj any) {
 	}
 	r.nodes[n.Name] = hosts
 	r.dialIP[n.Name] = dial
+	r.edge[n.Name] = n.Labels[edgev1.LabelPoolType] == strings.ToLower(string(edgev1.NodePoolEdge))
+	cidrs := n.Spec.PodCIDRs
+	if len(cidrs) == 0 && n.Spec.PodCIDR != "" {
+		cidrs = []string{n.Spec.PodCIDR}
+	}
+	for _, c := range cidrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			r.podCIDRs = append(r.podCIDRs, podCIDR{prefix: p.Masked(), node: n.Name})
+		}
+	}
 }
 
 func (r *NodeResolver) isInternal(n *corev1.Node, addr string) bool {
@@ -129,6 +155,8 @@ func (r *NodeResolver) removeLocked(name string) {
 	}
 	delete(r.nodes, name)
 	delete(r.dialIP, name)
+	delete(r.edge, name)
+	r.podCIDRs = slices.DeleteFunc(r.podCIDRs, func(p podCIDR) bool { return p.node == name })
 }
 
 // Resolve implements Resolver.

@@ -25,8 +25,14 @@ type ServerConfig struct {
 	// and ClientCAs, the CA of agent certificates; NewServer requires and
 	// verifies client certificates and TLS 1.3 whatever it says.
 	TLSConfig *tls.Config
-	// Resolver maps hosts to nodes for the frontends.
+	// Resolver maps hosts to nodes for the frontends and routes CONNECT
+	// destinations.
 	Resolver Resolver
+	// DialDirect dials a cloud-side CONNECT destination from the server;
+	// a net.Dialer bounded by HandshakeTimeout when nil.
+	DialDirect func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Metrics counts CONNECT routes and outcomes; nil counts nothing.
+	Metrics *Metrics
 	// Log is the server's logger.
 	Log logr.Logger
 	// HeartbeatInterval is how often the server pings each agent; a failed
@@ -88,6 +94,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.DialDirect == nil {
+		cfg.DialDirect = (&net.Dialer{Timeout: cfg.HandshakeTimeout}).DialContext
 	}
 	t := cfg.TLSConfig.Clone()
 	t.ClientAuth = tls.RequireAndVerifyClientCert
@@ -286,15 +295,32 @@ func (s *Server) Connected(node string) bool { return s.agent(node) != nil }
 
 // Dial reaches addr (host:port) on whichever node owns host.
 func (s *Server) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	conn, _, err := s.DialRoute(ctx, addr)
+	return conn, err
+}
+
+// DialRoute dials a CONNECT destination by its route: an edge node, or a
+// pod on one, through that node's agent; a cloud-side destination
+// directly; anything else not at all. It returns the route it took.
+func (s *Server) DialRoute(ctx context.Context, addr string) (net.Conn, Route, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, fmt.Errorf("malformed address %q: %w", addr, err)
+		return nil, Route{Kind: RouteRefused}, fmt.Errorf("%w: malformed address %q: %v", ErrOffPolicy, addr, err)
 	}
-	node, dialHost, err := s.cfg.Resolver.Resolve(host)
+	rt, err := s.cfg.Resolver.Route(host, func(node string) bool { return s.agent(node) != nil })
 	if err != nil {
-		return nil, err
+		return nil, rt, err
 	}
-	return s.DialNode(ctx, node, net.JoinHostPort(dialHost, port))
+	target := net.JoinHostPort(rt.Host, port)
+	if rt.Kind == RouteDirect {
+		conn, err := s.cfg.DialDirect(ctx, "tcp", target)
+		if err != nil {
+			return nil, rt, fmt.Errorf("%w: dialling %s from the server: %v", ErrUnreachable, target, err)
+		}
+		return conn, rt, nil
+	}
+	conn, err := s.DialNode(ctx, rt.Node, target)
+	return conn, rt, err
 }
 
 // DialNode asks node's agent to dial target and returns the stream.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -41,6 +43,9 @@ type ServerOptions struct {
 
 	PassthroughAddress    string
 	PassthroughTargetPort int
+
+	// DirectCIDRs are the cloud-side CIDRs the server dials itself.
+	DirectCIDRs string
 
 	HealthAddress string
 
@@ -71,7 +76,8 @@ func (o *ServerOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConnectClientNames, "connect-client-names", EgressCommonName, "Comma-separated Common Names of the client certificates the TCP CONNECT listener accepts; node identities are refused whatever their name.")
 	fs.StringVar(&o.PassthroughAddress, "passthrough-address", ":10264", "Address of the SNI-routed TLS passthrough listener; empty disables it.")
 	fs.IntVar(&o.PassthroughTargetPort, "passthrough-target-port", 10250, "Node port that passthrough connections reach (the kubelet's).")
-	fs.StringVar(&o.HealthAddress, "health-address", ":8081", "Address serving /healthz, /readyz and /agents; empty disables it.")
+	fs.StringVar(&o.DirectCIDRs, "direct-cidrs", "", "Comma-separated cloud-side CIDRs (the Service ranges, a cloud network) that the server dials itself for CONNECT; nodes outside Edge pools and their pods are dialled directly too, edge nodes and their pods through their agents, and anything else is refused.")
+	fs.StringVar(&o.HealthAddress, "health-address", ":8081", "Address serving /healthz, /readyz, /agents and /metrics; empty disables it.")
 	if fs.Lookup("kubeconfig") == nil {
 		// controller-runtime registers --kubeconfig on the default set;
 		// main reads it from there.
@@ -106,6 +112,9 @@ func (o *ServerOptions) Validate() error {
 	}
 	if o.ConnectAddress != "" && len(splitList(o.ConnectClientNames)) == 0 {
 		errs = append(errs, errors.New("--connect-address needs --connect-client-names: the CA alone also signs node identities"))
+	}
+	if _, err := ParseCIDRs(splitList(o.DirectCIDRs)); err != nil {
+		errs = append(errs, fmt.Errorf("--direct-cidrs: %w", err))
 	}
 	if o.PassthroughTargetPort < 1 || o.PassthroughTargetPort > 65535 {
 		errs = append(errs, fmt.Errorf("--passthrough-target-port %d: want 1-65535", o.PassthroughTargetPort))
@@ -147,13 +156,22 @@ func RunServer(ctx context.Context, o ServerOptions, log logr.Logger) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	resolver := NewNodeResolver(ctx, cs)
+	direct, err := ParseCIDRs(splitList(o.DirectCIDRs))
+	if err != nil {
+		return fmt.Errorf("--direct-cidrs: %w", err)
+	}
+	resolver := NewNodeResolver(ctx, cs, direct)
+	reg := prometheus.NewRegistry()
+	metrics, err := NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 
 	agentTLS, err := ServerTLS(o.AgentCertFile, o.AgentKeyFile, o.AgentClientCAFile)
 	if err != nil {
 		return fmt.Errorf("agent listener TLS: %w", err)
 	}
-	srv, err := NewServer(ServerConfig{ID: o.ID, TLSConfig: agentTLS, Resolver: resolver, Log: log, HeartbeatInterval: o.HeartbeatInterval})
+	srv, err := NewServer(ServerConfig{ID: o.ID, TLSConfig: agentTLS, Resolver: resolver, Metrics: metrics, Log: log, HeartbeatInterval: o.HeartbeatInterval})
 	if err != nil {
 		return err
 	}
@@ -175,7 +193,7 @@ func RunServer(ctx context.Context, o ServerOptions, log logr.Logger) error {
 		if err != nil {
 			return fmt.Errorf("listening for CONNECT: %w", err)
 		}
-		log.Info("Serving HTTP CONNECT", "address", ln.Addr().String(), "clientNames", splitList(o.ConnectClientNames))
+		log.Info("Serving HTTP CONNECT", "address", ln.Addr().String(), "clientNames", splitList(o.ConnectClientNames), "directCIDRs", direct)
 		g.Go(func() error { return srv.ServeConnect(ctx, tls.NewListener(ln, ctls)) })
 	}
 	if o.ConnectUDS != "" {
@@ -187,7 +205,7 @@ func RunServer(ctx context.Context, o ServerOptions, log logr.Logger) error {
 		if err := os.Chmod(o.ConnectUDS, 0o600); err != nil {
 			return fmt.Errorf("restricting %s: %w", o.ConnectUDS, err)
 		}
-		log.Info("Serving HTTP CONNECT", "socket", o.ConnectUDS)
+		log.Info("Serving HTTP CONNECT", "socket", o.ConnectUDS, "directCIDRs", direct)
 		g.Go(func() error { return srv.ServeConnect(ctx, ln) })
 	}
 	if o.PassthroughAddress != "" {
@@ -208,6 +226,7 @@ func RunServer(ctx context.Context, o ServerOptions, log logr.Logger) error {
 			}
 			_, _ = w.Write([]byte("ok"))
 		})
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/agents", func(w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			_ = json.NewEncoder(w).Encode(srv.Agents())

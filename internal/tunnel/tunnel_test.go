@@ -111,7 +111,7 @@ func TestConnectThroughTunnel(t *testing.T) {
 		want   int
 	}{
 		"port outside the allowlist": {target: otherLn.Addr().String(), want: http.StatusForbidden},
-		"host of no known node":      {target: "127.0.0.9:" + fmt.Sprint(echoPort), want: http.StatusNotFound},
+		"host off the egress policy": {target: "127.0.0.9:" + fmt.Sprint(echoPort), want: http.StatusForbidden},
 		"node without an agent":      {target: "127.0.0.2:" + fmt.Sprint(echoPort), want: http.StatusServiceUnavailable},
 	}
 	for name, tc := range tests {
