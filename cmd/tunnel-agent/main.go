@@ -1,7 +1,8 @@
 // Command tunnel-agent is the edge end of edgeunit's reverse tunnel: it dials
 // out to every tunnel-server replica over mutual TLS and relays the cloud's
-// connections to allow-listed ports of its own node. Its identity comes from
-// the CSR API (--kubeconfig, the kubelet's) or from static files.
+// connections to allow-listed ports of its own node and, with --pod-ports,
+// of its own node's pods. Its identity comes from the CSR API (--kubeconfig,
+// the kubelet's) or from static files.
 package main
 
 import (

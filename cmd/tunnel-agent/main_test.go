@@ -13,6 +13,7 @@ func TestParseFlags(t *testing.T) {
 	}{
 		// As the EdgeUnit controller's DaemonSet runs it.
 		"kubelet kubeconfig": {args: []string{"--kubeconfig=/etc/kubernetes/kubelet.conf", "--cert-dir=/var/lib/edgeunit/tunnel-agent", "--zap-log-level=debug"}},
+		"with pod ports":     {args: []string{"--kubeconfig=/etc/kubernetes/kubelet.conf", "--cert-dir=/var/lib/edgeunit/tunnel-agent", "--pod-ports=8443"}},
 		"static files":       {args: []string{"--cert-file=/tls.crt", "--key-file=/tls.key"}},
 		"both":               {args: []string{"--kubeconfig=/k", "--cert-dir=/d", "--cert-file=/tls.crt", "--key-file=/tls.key"}, wantErr: "exclude each other"},
 		"neither":            {wantErr: "an identity is required"},

@@ -88,8 +88,11 @@ const (
 const (
 	agentKeyServers      = "servers"
 	agentKeyAllowedPorts = "allowedPorts"
-	agentKeyEndpoint     = "endpoint"
-	agentKeyCA           = "ca.crt"
+	// agentKeyPodPorts is present only when the unit opens pod ports, so
+	// units without them keep their config hash and agents.
+	agentKeyPodPorts = "podPorts"
+	agentKeyEndpoint = "endpoint"
+	agentKeyCA       = "ca.crt"
 )
 
 // hubKnownClients are the cache clients internal/hub accepts; the API also
@@ -438,15 +441,18 @@ func desiredHubDaemonSet(u *edgev1.EdgeUnit, o Options) *appsv1ac.DaemonSetApply
 }
 
 // desiredAgentConfigMap is the agent's configuration: the servers to dial
-// (the TunnelEndpoint's addresses on its agent port), the ports it may
-// open, and the operator CA's certificate (never its key). The second
-// result hashes it for the pod template.
+// (the TunnelEndpoint's addresses on its agent port), the node and pod
+// ports it may open, and the operator CA's certificate (never its key). The
+// second result hashes it for the pod template.
 func desiredAgentConfigMap(u *edgev1.EdgeUnit, te *edgev1.TunnelEndpoint, caPEM []byte, o Options) (*corev1ac.ConfigMapApplyConfiguration, string) {
 	data := map[string]string{
 		agentKeyServers:      strings.Join(agentServers(te), ","),
 		agentKeyAllowedPorts: allowedPorts(u.Spec.Tunnel),
 		agentKeyEndpoint:     te.Name,
 		agentKeyCA:           string(caPEM),
+	}
+	if ports := podPorts(u.Spec.Tunnel); ports != "" {
+		data[agentKeyPodPorts] = ports
 	}
 	cm := corev1ac.ConfigMap(agentName(u.Name), o.Namespace).
 		WithLabels(labels(u.Name, appAgent)).
@@ -476,10 +482,18 @@ func agentServers(te *edgev1.TunnelEndpoint) []string {
 }
 
 func allowedPorts(t *edgev1.TunnelSpec) string {
-	ports := slices.Clone(t.AllowedPorts)
-	if len(ports) == 0 {
-		ports = []int32{10250}
+	if len(t.AllowedPorts) == 0 {
+		return portList([]int32{10250})
 	}
+	return portList(t.AllowedPorts)
+}
+
+// podPorts is the unit's pod ports; empty when it opens no pod.
+func podPorts(t *edgev1.TunnelSpec) string { return portList(t.PodPorts) }
+
+// portList is ports sorted, without duplicates, comma-separated.
+func portList(ports []int32) string {
+	ports = slices.Clone(ports)
 	slices.Sort(ports)
 	s := make([]string, 0, len(ports))
 	for _, p := range slices.Compact(ports) {
@@ -542,6 +556,12 @@ func desiredAgentDaemonSet(u *edgev1.EdgeUnit, configHash string, o Options) *ap
 			corev1ac.VolumeMount().WithName("kubelet-pki").WithMountPath(o.kubeletPKIDir()).WithReadOnly(true),
 			corev1ac.VolumeMount().WithName("cert-dir").WithMountPath(hostAgentCertDir),
 		)
+	// Only for units that open pods: the agents of the others keep their
+	// pod template and do not roll. The agent reads its Node's pod CIDRs
+	// with the kubelet's kubeconfig, which the Node authorizer allows.
+	if podPorts(u.Spec.Tunnel) != "" {
+		agent.WithArgs("--pod-ports=$(TUNNEL_POD_PORTS)").WithEnv(fromConfig("TUNNEL_POD_PORTS", agentKeyPodPorts))
+	}
 	return appsv1ac.DaemonSet(name, o.Namespace).
 		WithLabels(labels(u.Name, appAgent)).
 		WithOwnerReferences(ownerRef(u)).

@@ -344,6 +344,7 @@ func TestDesiredAgent(t *testing.T) {
 		opts           *Options // testOptions when nil
 		wantServers    string
 		wantPorts      string
+		wantPodPorts   string // empty: no pod ports anywhere, as before they existed
 		wantImage      string
 		wantKubeconfig string
 		wantPKIDir     string
@@ -376,6 +377,14 @@ func TestDesiredAgent(t *testing.T) {
 			wantServers: "[2001:db8::1]:443", wantPorts: "10250", wantImage: "example.com/agent:dev",
 			wantKubeconfig: "/etc/kubernetes/kubelet.conf", wantPKIDir: "/var/lib/kubelet/pki",
 		},
+		"pod ports": {
+			endpoint: testEndpoint("203.0.113.7"),
+			unit: testUnit(withTunnel, func(u *edgev1.EdgeUnit) {
+				u.Spec.Tunnel.PodPorts = []int32{9443, 8443, 9443}
+			}),
+			wantServers: "203.0.113.7:10262", wantPorts: "10250,10255", wantPodPorts: "8443,9443", wantImage: testOptions.AgentImage,
+			wantKubeconfig: "/etc/kubernetes/kubelet.conf", wantPKIDir: "/var/lib/kubelet/pki",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -391,6 +400,9 @@ func TestDesiredAgent(t *testing.T) {
 			}
 			if !strings.Contains(cm.Data[agentKeyCA], "CERTIFICATE") {
 				t.Errorf("ca.crt = %q", cm.Data[agentKeyCA])
+			}
+			if got, ok := cm.Data[agentKeyPodPorts]; got != tc.wantPodPorts || ok != (tc.wantPodPorts != "") {
+				t.Errorf("podPorts = %q (present %v), want %q", got, ok, tc.wantPodPorts)
 			}
 
 			ds := typed[appsv1.DaemonSet](t, desiredAgentDaemonSet(tc.unit, hash, opts))
@@ -414,13 +426,21 @@ func TestDesiredAgent(t *testing.T) {
 			if f := env["NODE_NAME"].ValueFrom; f == nil || f.FieldRef == nil || f.FieldRef.FieldPath != "spec.nodeName" {
 				t.Errorf("NODE_NAME = %+v, want the downward API", env["NODE_NAME"])
 			}
-			for name, key := range map[string]string{"TUNNEL_SERVERS": agentKeyServers, "TUNNEL_ALLOWED_PORTS": agentKeyAllowedPorts} {
+			fromConfig := map[string]string{"TUNNEL_SERVERS": agentKeyServers, "TUNNEL_ALLOWED_PORTS": agentKeyAllowedPorts}
+			wantArgs := []string{"--servers=$(TUNNEL_SERVERS)", "--allowed-ports=$(TUNNEL_ALLOWED_PORTS)", "--node-name=$(NODE_NAME)", "--ca-file=" + agentCADir + "/ca.crt",
+				"--kubeconfig=" + tc.wantKubeconfig, "--cert-dir=/var/lib/edgeunit/tunnel-agent"}
+			if tc.wantPodPorts != "" {
+				fromConfig["TUNNEL_POD_PORTS"] = agentKeyPodPorts
+				wantArgs = append(wantArgs, "--pod-ports=$(TUNNEL_POD_PORTS)")
+			} else if _, ok := env["TUNNEL_POD_PORTS"]; ok || slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--pod-ports") }) {
+				t.Errorf("env %v and args %v of a unit without pod ports name pod ports: its agents would roll", c.Env, c.Args)
+			}
+			for name, key := range fromConfig {
 				if f := env[name].ValueFrom; f == nil || f.ConfigMapKeyRef == nil || f.ConfigMapKeyRef.Name != cm.Name || f.ConfigMapKeyRef.Key != key {
 					t.Errorf("%s = %+v, want key %s of %s", name, env[name], key, cm.Name)
 				}
 			}
-			for _, want := range []string{"--servers=$(TUNNEL_SERVERS)", "--allowed-ports=$(TUNNEL_ALLOWED_PORTS)", "--node-name=$(NODE_NAME)", "--ca-file=" + agentCADir + "/ca.crt",
-				"--kubeconfig=" + tc.wantKubeconfig, "--cert-dir=/var/lib/edgeunit/tunnel-agent"} {
+			for _, want := range wantArgs {
 				if !slices.Contains(c.Args, want) {
 					t.Errorf("args %v lack %s", c.Args, want)
 				}
@@ -447,6 +467,13 @@ func TestAgentConfigHashFollowsEndpoint(t *testing.T) {
 	}
 	if h1 == h3 || h1 == h4 {
 		t.Fatal("config hash ignores a change of servers or CA: agents would keep the old values")
+	}
+	withPods := testUnit(withTunnel, func(u *edgev1.EdgeUnit) { u.Spec.Tunnel.PodPorts = []int32{8443} })
+	_, h5 := desiredAgentConfigMap(withPods, testEndpoint("a.example.com"), ca, testOptions)
+	withPods.Spec.Tunnel.PodPorts = []int32{9443}
+	_, h6 := desiredAgentConfigMap(withPods, testEndpoint("a.example.com"), ca, testOptions)
+	if h5 == h1 || h5 == h6 {
+		t.Fatal("config hash ignores a change of pod ports: agents would keep the old values")
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/edgeunit/edgeunit/internal/tunnel/mux"
 )
@@ -124,6 +125,11 @@ type AgentConfig struct {
 	DiscoveryInterval time.Duration
 	// Policy says which local targets the agent dials.
 	Policy Policy
+	// NodeClient reads this node's Node for its pod CIDRs when
+	// Policy.PodPorts names pod ports and Policy.PodCIDRs is nil. The
+	// agent serves without waiting for it; pods are refused until the Node
+	// has been read.
+	NodeClient kubernetes.Interface
 	// Backoff paces reconnects to a replica.
 	Backoff Backoff
 	// KeepAlive is the interval of session pings that detect a dead server.
@@ -141,6 +147,8 @@ type AgentConfig struct {
 type Agent struct {
 	cfg AgentConfig
 	log logr.Logger
+	// podCIDRs, when set, is filled from NodeClient while the agent runs.
+	podCIDRs *NodePodCIDRs
 
 	mu       sync.Mutex
 	sessions map[string]*mux.Session // replica address -> session
@@ -161,6 +169,14 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	if len(cfg.Policy.Ports) == 0 {
 		cfg.Policy.Ports = DefaultAllowedPorts
 	}
+	var podCIDRs *NodePodCIDRs
+	if len(cfg.Policy.PodPorts) > 0 && cfg.Policy.PodCIDRs == nil {
+		if cfg.NodeClient == nil {
+			return nil, errors.New("agent with pod ports needs its node's pod CIDRs or a client to read them")
+		}
+		podCIDRs = &NodePodCIDRs{}
+		cfg.Policy.PodCIDRs = podCIDRs.Get
+	}
 	if cfg.DiscoveryInterval <= 0 {
 		cfg.DiscoveryInterval = 30 * time.Second
 	}
@@ -174,7 +190,7 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 		d := &net.Dialer{KeepAlive: 30 * time.Second}
 		cfg.Dial = d.DialContext
 	}
-	return &Agent{cfg: cfg, log: cfg.Log.WithValues("node", cfg.Node), sessions: map[string]*mux.Session{}, changed: make(chan struct{})}, nil
+	return &Agent{cfg: cfg, log: cfg.Log.WithValues("node", cfg.Node), podCIDRs: podCIDRs, sessions: map[string]*mux.Session{}, changed: make(chan struct{})}, nil
 }
 
 // Connected returns the replica addresses the agent has a session with.
@@ -202,6 +218,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if a.podCIDRs != nil {
+		// In the background: sessions do not wait for the Node.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.podCIDRs.Run(ctx, a.cfg.NodeClient, a.cfg.Node, a.log.WithName("pod-cidrs"))
+		}()
+	}
 	loops := map[string]context.CancelFunc{}
 	tick := time.NewTicker(a.cfg.DiscoveryInterval)
 	defer tick.Stop()

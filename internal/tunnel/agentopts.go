@@ -40,6 +40,7 @@ type AgentOptions struct {
 	CertDir             string
 	CertificateLifetime time.Duration
 	AllowedPorts        string
+	PodPorts            string
 	NodeHosts           string
 	HealthAddress       string
 	BackoffInitial      time.Duration
@@ -61,10 +62,11 @@ func (o *AgentOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.CertFile, "cert-file", "", "Static client certificate carrying this node's identity (PEM), reloaded when it changes; excludes --kubeconfig.")
 	fs.StringVar(&o.KeyFile, "key-file", "", "Key of --cert-file (PEM).")
 	fs.StringVar(&o.CAFile, "ca-file", "", "CA bundle that signs the servers' certificates.")
-	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "The kubelet's kubeconfig (e.g. /etc/kubernetes/kubelet.conf): the agent requests and rotates its identity through the CSR API as system:node:<node>; excludes --cert-file.")
+	fs.StringVar(&o.Kubeconfig, "kubeconfig", "", "The kubelet's kubeconfig (e.g. /etc/kubernetes/kubelet.conf): the agent requests and rotates its identity through the CSR API as system:node:<node>, and with --pod-ports reads its Node; excludes --cert-file.")
 	fs.StringVar(&o.CertDir, "cert-dir", "", "Directory where the agent keeps its CSR-issued certificate and key (with --kubeconfig); a valid one found there is used at once, offline too.")
 	fs.DurationVar(&o.CertificateLifetime, "certificate-lifetime", 0, "Lifetime to request for the CSR-issued certificate (at least 10m); 0 leaves it to the signer.")
 	fs.StringVar(&o.AllowedPorts, "allowed-ports", "10250", "Comma-separated node-local ports the agent may dial.")
+	fs.StringVar(&o.PodPorts, "pod-ports", "", "Comma-separated ports of this node's own pods the agent may dial (pods are the addresses in its Node's spec.podCIDRs, read with --kubeconfig); empty opens no pod.")
 	fs.StringVar(&o.NodeHosts, "node-hosts", "", "Comma-separated extra names or IPs of this node that targets may use (addresses on local interfaces are always allowed).")
 	fs.StringVar(&o.HealthAddress, "health-address", "", "Address serving /healthz and /readyz (ready when connected to a server); empty disables it.")
 	fs.DurationVar(&o.BackoffInitial, "backoff-initial", 200*time.Millisecond, "First reconnect delay.")
@@ -108,6 +110,14 @@ func (o *AgentOptions) Validate() error {
 	}
 	if _, err := ParsePorts(o.AllowedPorts); err != nil {
 		errs = append(errs, fmt.Errorf("--allowed-ports: %w", err))
+	}
+	if o.PodPorts != "" {
+		if _, err := ParsePorts(o.PodPorts); err != nil {
+			errs = append(errs, fmt.Errorf("--pod-ports: %w", err))
+		}
+		if o.Kubeconfig == "" {
+			errs = append(errs, errors.New("--pod-ports needs --kubeconfig: the agent reads its node's pod CIDRs from its Node with it"))
+		}
 	}
 	if o.BackoffInitial <= 0 || o.BackoffMax < o.BackoffInitial {
 		errs = append(errs, errors.New("--backoff-initial must be positive and at most --backoff-max"))
@@ -157,6 +167,15 @@ func RunAgent(ctx context.Context, o AgentOptions, log logr.Logger) error {
 		return err
 	}
 	ports, _ := ParsePorts(o.AllowedPorts)
+	policy := Policy{Ports: ports, Hosts: splitList(o.NodeHosts)}
+	var nodeClient kubernetes.Interface
+	if o.PodPorts != "" {
+		policy.PodPorts, _ = ParsePorts(o.PodPorts)
+		var err error
+		if nodeClient, err = podCIDRClient(o); err != nil {
+			return err
+		}
+	}
 	var running atomic.Pointer[Agent]
 	g, ctx := errgroup.WithContext(ctx)
 	if o.HealthAddress != "" {
@@ -184,7 +203,8 @@ func RunAgent(ctx context.Context, o AgentOptions, log logr.Logger) error {
 			TLSConfig:         tlsCfg,
 			Discovery:         disc,
 			DiscoveryInterval: o.DiscoveryInterval,
-			Policy:            Policy{Ports: ports, Hosts: splitList(o.NodeHosts)},
+			Policy:            policy,
+			NodeClient:        nodeClient,
 			Backoff:           Backoff{Initial: o.BackoffInitial, Max: o.BackoffMax},
 			KeepAlive:         o.KeepAlive,
 			Log:               log,
@@ -244,6 +264,23 @@ func serveAgentHealth(ctx context.Context, ln net.Listener, running *atomic.Poin
 		return err
 	}
 	return nil
+}
+
+// podCIDRClient reads the agent's own Node with the kubelet's kubeconfig.
+// Its user agent names the hub's tunnel-agent client, whose reads the hub
+// caches: an agent restarting while the node is offline learns its pod
+// CIDRs from the hub.
+func podCIDRClient(o AgentOptions) (kubernetes.Interface, error) {
+	rc, err := clientcmd.BuildConfigFromFlags("", o.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("loading --kubeconfig %s: %w", o.Kubeconfig, err)
+	}
+	rc.UserAgent = "tunnel-agent"
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver client from %s: %w", o.Kubeconfig, err)
+	}
+	return cs, nil
 }
 
 // ensureIdentity returns a requester holding this node's tunnel-agent

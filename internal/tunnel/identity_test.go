@@ -45,6 +45,9 @@ func TestAgentIdentityFlags(t *testing.T) {
 		"cert-dir with static files":   {args: []string{"--cert-file=/tls.crt", "--key-file=/tls.key", "--cert-dir=/d"}, wantErr: "apply only with --kubeconfig"},
 		"lifetime below the API floor": {args: []string{"--kubeconfig=/k", "--cert-dir=/d", "--certificate-lifetime=5m"}, wantErr: "at least 10m"},
 		"no server CA":                 {args: []string{"--kubeconfig=/k", "--cert-dir=/d", "--ca-file="}, wantErr: "--ca-file is required"},
+		"pod ports":                    {args: []string{"--kubeconfig=/k", "--cert-dir=/d", "--pod-ports=8443,9443"}},
+		"pod ports with static files":  {args: []string{"--cert-file=/tls.crt", "--key-file=/tls.key", "--pod-ports=8443"}, wantErr: "--pod-ports needs --kubeconfig"},
+		"bad pod port":                 {args: []string{"--kubeconfig=/k", "--cert-dir=/d", "--pod-ports=8443,70000"}, wantErr: "--pod-ports: invalid port"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

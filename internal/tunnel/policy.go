@@ -3,6 +3,7 @@ package tunnel
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,11 +13,12 @@ import (
 // otherwise: the kubelet's.
 var DefaultAllowedPorts = []int{10250}
 
-// Policy decides which targets an agent may dial: only addresses of its own
-// node and only allow-listed ports. It is what keeps the agent from being an
-// open relay, whatever the server asks.
+// Policy decides which targets an agent may dial: its own node's addresses
+// on the node ports, and its own node's pods on the pod ports; never
+// another node or its pods. It is what keeps the agent from being an open
+// relay, whatever the server asks.
 type Policy struct {
-	// Ports the agent may dial.
+	// Ports the agent may dial on the node's own addresses.
 	Ports []int
 	// Hosts are extra names or IPs that belong to this node (its node name,
 	// host name, addresses not on a local interface such as a NAT'd one).
@@ -24,10 +26,18 @@ type Policy struct {
 	// LocalAddrs lists the IPs on the node's interfaces; net.InterfaceAddrs
 	// when nil.
 	LocalAddrs func() ([]net.IP, error)
+	// PodPorts the agent may dial on the node's own pods; none when empty.
+	PodPorts []int
+	// PodCIDRs returns the node's pod CIDRs (its Node's spec.podCIDRs), nil
+	// while they are not known. Checks call it concurrently.
+	PodCIDRs func() []netip.Prefix
 }
 
 // Check returns the address to dial for target, or an error wrapping
-// ErrForbidden.
+// ErrForbidden. The node's own addresses, loopback and local interfaces
+// included (a bridge address inside the pod CIDR too), are checked against
+// Ports only; an address in the node's pod CIDRs is a pod and is checked
+// against PodPorts only.
 func (p Policy) Check(target string) (string, error) {
 	host, portStr, err := net.SplitHostPort(target)
 	if err != nil {
@@ -37,18 +47,18 @@ func (p Policy) Check(target string) (string, error) {
 	if err != nil || port < 1 || port > 65535 {
 		return "", fmt.Errorf("%w: bad port in %q", ErrForbidden, target)
 	}
-	if !slices.Contains(p.Ports, port) {
-		return "", fmt.Errorf("%w: port %d is not in the allowlist %v", ErrForbidden, port, p.Ports)
+	if !slices.Contains(p.Ports, port) && !slices.Contains(p.PodPorts, port) {
+		return "", fmt.Errorf("%w: port %d is not in the allowlist %v nor in the pod allowlist %v", ErrForbidden, port, p.Ports, p.PodPorts)
 	}
 	if slices.ContainsFunc(p.Hosts, func(h string) bool { return strings.EqualFold(h, host) }) {
-		return target, nil
+		return p.nodePort(target, host, port)
 	}
 	ip := net.ParseIP(host)
 	if ip == nil {
 		return "", fmt.Errorf("%w: host %q is not one of this node's names", ErrForbidden, host)
 	}
 	if ip.IsLoopback() {
-		return target, nil
+		return p.nodePort(target, host, port)
 	}
 	if ip.IsUnspecified() || ip.IsMulticast() {
 		return "", fmt.Errorf("%w: %s is not a unicast address", ErrForbidden, ip)
@@ -58,9 +68,42 @@ func (p Policy) Check(target string) (string, error) {
 		return "", fmt.Errorf("%w: listing local addresses: %v", ErrForbidden, err)
 	}
 	if slices.ContainsFunc(local, ip.Equal) {
+		return p.nodePort(target, host, port)
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	addr = addr.Unmap()
+	var cidrs []netip.Prefix
+	if p.PodCIDRs != nil {
+		cidrs = p.PodCIDRs()
+	}
+	for _, c := range cidrs {
+		if !c.Contains(addr) {
+			continue
+		}
+		if len(p.PodPorts) == 0 {
+			return "", fmt.Errorf("%w: %s is a pod of this node (in %s) and the agent opens no pod ports", ErrForbidden, addr, c)
+		}
+		if !slices.Contains(p.PodPorts, port) {
+			return "", fmt.Errorf("%w: %s is a pod of this node (in %s) and port %d is not in the pod allowlist %v", ErrForbidden, addr, c, port, p.PodPorts)
+		}
 		return target, nil
 	}
-	return "", fmt.Errorf("%w: %s is not an address of this node", ErrForbidden, ip)
+	switch {
+	case len(p.PodPorts) == 0:
+		return "", fmt.Errorf("%w: %s is not an address of this node, and the agent opens no pods", ErrForbidden, ip)
+	case len(cidrs) == 0:
+		return "", fmt.Errorf("%w: %s is not an address of this node, and this node's pod CIDRs are not known yet", ErrForbidden, ip)
+	}
+	return "", fmt.Errorf("%w: %s is neither an address of this node nor in its pod CIDRs %v", ErrForbidden, ip, cidrs)
+}
+
+// nodePort allows target, an address of this node, on the node ports only:
+// a pod port does not open the node.
+func (p Policy) nodePort(target, host string, port int) (string, error) {
+	if !slices.Contains(p.Ports, port) {
+		return "", fmt.Errorf("%w: %s is this node and port %d is not in the allowlist %v", ErrForbidden, host, port, p.Ports)
+	}
+	return target, nil
 }
 
 func (p Policy) localAddrs() ([]net.IP, error) {

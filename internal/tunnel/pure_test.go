@@ -3,6 +3,8 @@ package tunnel
 import (
 	"errors"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,6 +42,68 @@ func TestPolicyCheck(t *testing.T) {
 			}
 			if !tc.ok && !errors.Is(err, ErrForbidden) {
 				t.Fatalf("Check(%s) = %v, want ErrForbidden", tc.target, err)
+			}
+		})
+	}
+}
+
+func TestPolicyPods(t *testing.T) {
+	// Node edge-1 has 192.0.2.10 and, on its pod bridge, 10.244.1.1; its
+	// pods are 10.244.1.0/24 and fd00:10:244:1::/64. Node edge-2's pods are
+	// 10.244.2.0/24.
+	own := []netip.Prefix{netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd00:10:244:1::/64")}
+	node := Policy{
+		Ports:      []int{10250},
+		Hosts:      []string{"edge-1"},
+		LocalAddrs: func() ([]net.IP, error) { return []net.IP{net.ParseIP("192.0.2.10"), net.ParseIP("10.244.1.1")}, nil },
+		PodPorts:   []int{8443},
+		PodCIDRs:   func() []netip.Prefix { return own },
+	}
+	with := func(mutate func(*Policy)) Policy {
+		p := node
+		mutate(&p)
+		return p
+	}
+	tests := map[string]struct {
+		policy  Policy
+		target  string
+		wantWhy string // empty: allowed
+	}{
+		"own pod on a pod port":      {policy: node, target: "10.244.1.7:8443"},
+		"own IPv6 pod on a pod port": {policy: node, target: "[fd00:10:244:1::7]:8443"},
+		"own pod, IPv4-mapped":       {policy: node, target: "[::ffff:10.244.1.7]:8443"},
+		"own pod on a node port":     {policy: node, target: "10.244.1.7:10250", wantWhy: "is a pod of this node (in 10.244.1.0/24) and port 10250 is not in the pod allowlist [8443]"},
+		"own IPv6 pod on a node port": {policy: node, target: "[fd00:10:244:1::7]:10250",
+			wantWhy: "is a pod of this node (in fd00:10:244:1::/64) and port 10250 is not in the pod allowlist [8443]"},
+		"own pod on neither": {policy: node, target: "10.244.1.7:22", wantWhy: "port 22 is not in the allowlist [10250] nor in the pod allowlist [8443]"},
+		"another node's pod": {policy: node, target: "10.244.2.7:8443", wantWhy: "10.244.2.7 is neither an address of this node nor in its pod CIDRs [10.244.1.0/24 fd00:10:244:1::/64]"},
+		"another node's IPv6 pod": {policy: node, target: "[fd00:10:244:2::7]:8443",
+			wantWhy: "fd00:10:244:2::7 is neither an address of this node nor in its pod CIDRs"},
+		"another node's address":               {policy: node, target: "192.0.2.11:10250", wantWhy: "192.0.2.11 is neither an address of this node nor in its pod CIDRs"},
+		"node address on a pod port":           {policy: node, target: "192.0.2.10:8443", wantWhy: "192.0.2.10 is this node and port 8443 is not in the allowlist [10250]"},
+		"node name on a pod port":              {policy: node, target: "edge-1:8443", wantWhy: "edge-1 is this node and port 8443 is not in the allowlist [10250]"},
+		"loopback on a pod port":               {policy: node, target: "127.0.0.1:8443", wantWhy: "127.0.0.1 is this node and port 8443 is not in the allowlist [10250]"},
+		"bridge address on a pod port":         {policy: node, target: "10.244.1.1:8443", wantWhy: "10.244.1.1 is this node and port 8443 is not in the allowlist [10250]"},
+		"bridge address is the node":           {policy: node, target: "10.244.1.1:10250"},
+		"node address on a port in both lists": {policy: with(func(p *Policy) { p.Ports = []int{10250, 8443} }), target: "192.0.2.10:8443"},
+		"pod ports empty": {policy: with(func(p *Policy) { p.PodPorts = nil }), target: "10.244.1.7:10250",
+			wantWhy: "10.244.1.7 is a pod of this node (in 10.244.1.0/24) and the agent opens no pod ports"},
+		"pod ports empty, pod CIDRs unknown": {policy: with(func(p *Policy) { p.PodPorts, p.PodCIDRs = nil, nil }), target: "10.244.1.7:10250",
+			wantWhy: "10.244.1.7 is not an address of this node, and the agent opens no pods"},
+		"pod CIDRs not known yet": {policy: with(func(p *Policy) { p.PodCIDRs = func() []netip.Prefix { return nil } }), target: "10.244.1.7:8443",
+			wantWhy: "10.244.1.7 is not an address of this node, and this node's pod CIDRs are not known yet"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			addr, err := tc.policy.Check(tc.target)
+			if tc.wantWhy == "" {
+				if err != nil || addr != tc.target {
+					t.Fatalf("Check(%s) = %q, %v; want it allowed as is", tc.target, addr, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrForbidden) || !strings.Contains(err.Error(), tc.wantWhy) {
+				t.Fatalf("Check(%s) = %v, want ErrForbidden because %q", tc.target, err, tc.wantWhy)
 			}
 		})
 	}
