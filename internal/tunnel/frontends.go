@@ -37,7 +37,7 @@ func connectStatus(err error) int {
 	switch {
 	case errors.Is(err, ErrUnknownTarget):
 		return http.StatusNotFound
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrOffPolicy):
 		return http.StatusForbidden
 	case errors.Is(err, ErrNoAgent):
 		return http.StatusServiceUnavailable

@@ -38,11 +38,11 @@ func outcome(err error) string {
 	switch {
 	case err == nil:
 		return "ok"
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, ErrForbidden), errors.Is(err, ErrOffPolicy):
 		return "forbidden"
 	case errors.Is(err, ErrNoAgent):
 		return "no_agent"
-	case errors.Is(err, ErrUnreachable):
+	case errors.Is(err, ErrUnreachable), errors.Is(err, ErrDirectUnreachable):
 		return "unreachable"
 	default:
 		return "error"

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 )
 
 // protocolVersion is the version of the hello and request frames.
@@ -71,10 +72,12 @@ func (r reply) err() error {
 	switch r.Code {
 	case codeOK:
 		return nil
+	// The agent's message already starts with the sentinel's text when it
+	// wrapped it: say it once.
 	case codeForbidden:
-		return fmt.Errorf("%w: %s", ErrForbidden, r.Error)
+		return fmt.Errorf("%w: %s", ErrForbidden, strings.TrimPrefix(r.Error, ErrForbidden.Error()+": "))
 	case codeUnreachable:
-		return fmt.Errorf("%w: %s", ErrUnreachable, r.Error)
+		return fmt.Errorf("%w: %s", ErrUnreachable, strings.TrimPrefix(r.Error, ErrUnreachable.Error()+": "))
 	default:
 		return fmt.Errorf("agent refused the request (%s): %s", r.Code, r.Error)
 	}

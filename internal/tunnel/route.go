@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -36,8 +37,12 @@ type Router interface {
 }
 
 // ErrOffPolicy is returned for a destination that is neither on the edge
-// nor on the cloud side.
-var ErrOffPolicy = fmt.Errorf("%w: destination is off the egress policy", ErrForbidden)
+// nor on the cloud side: the server refuses it without dialling.
+var ErrOffPolicy = errors.New("destination is off the egress policy")
+
+// ErrDirectUnreachable is returned when the server could not dial a
+// cloud-side destination itself.
+var ErrDirectUnreachable = errors.New("target unreachable from the server")
 
 // ParseCIDRs parses a list of CIDRs, naming the one that does not parse.
 func ParseCIDRs(list []string) ([]netip.Prefix, error) {

@@ -65,6 +65,10 @@ type Server struct {
 
 	mu     sync.RWMutex
 	agents map[string]*agentSession // node -> newest session
+	// everConnected are the nodes that ever had an agent here: such a node
+	// stays on the edge (its agent's route) while its agent is away, even
+	// without a pool label, rather than being dialled from the cloud.
+	everConnected map[string]bool
 	seq    atomic.Uint64
 }
 
@@ -104,7 +108,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if t.ClientCAs == nil && t.GetConfigForClient == nil {
 		return nil, errors.New("tunnel server needs the CA of agent certificates (ClientCAs)")
 	}
-	return &Server{cfg: cfg, tlsCfg: t, log: cfg.Log, agents: map[string]*agentSession{}}, nil
+	return &Server{cfg: cfg, tlsCfg: t, log: cfg.Log, agents: map[string]*agentSession{}, everConnected: map[string]bool{}}, nil
 }
 
 // ServeAgents accepts agent connections on ln until ctx ends.
@@ -257,6 +261,7 @@ func (s *Server) register(a *agentSession) {
 	s.mu.Lock()
 	old := s.agents[a.node]
 	s.agents[a.node] = a
+	s.everConnected[a.node] = true
 	s.mu.Unlock()
 	if old != nil {
 		// The agent reconnected before we noticed the old session die.
@@ -270,6 +275,14 @@ func (s *Server) unregister(a *agentSession) {
 	if cur := s.agents[a.node]; cur != nil && cur.id == a.id {
 		delete(s.agents, a.node)
 	}
+}
+
+// hadAgent reports whether node's agent connected to this replica since it
+// started.
+func (s *Server) hadAgent(node string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.everConnected[node]
 }
 
 func (s *Server) agent(node string) *agentSession {
@@ -307,7 +320,7 @@ func (s *Server) DialRoute(ctx context.Context, addr string) (net.Conn, Route, e
 	if err != nil {
 		return nil, Route{Kind: RouteRefused}, fmt.Errorf("%w: malformed address %q: %v", ErrOffPolicy, addr, err)
 	}
-	rt, err := s.cfg.Resolver.Route(host, func(node string) bool { return s.agent(node) != nil })
+	rt, err := s.cfg.Resolver.Route(host, s.hadAgent)
 	if err != nil {
 		return nil, rt, err
 	}
@@ -315,7 +328,7 @@ func (s *Server) DialRoute(ctx context.Context, addr string) (net.Conn, Route, e
 	if rt.Kind == RouteDirect {
 		conn, err := s.cfg.DialDirect(ctx, "tcp", target)
 		if err != nil {
-			return nil, rt, fmt.Errorf("%w: dialling %s from the server: %v", ErrUnreachable, target, err)
+			return nil, rt, fmt.Errorf("%w: dialling %s: %v", ErrDirectUnreachable, target, err)
 		}
 		return conn, rt, nil
 	}

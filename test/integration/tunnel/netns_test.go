@@ -24,11 +24,19 @@ import (
 //	root namespace                    edge namespace (ns)
 //	  kube-apiserver, tunnel-server     tunnel-agent
 //	  uplinkRoot/30 on vethRoot  <->    uplinkEdge/30 on vethEdge
-//	                                    kubeletIP/32 on the namespace's lo
+//	  cloudBackendIP/32 and             kubeletIP/32 on the namespace's lo
+//	  cloudNodeIP/32 on vethRoot
 //
 // The root namespace has a route only to the /30 of the veth pair, so it can
 // reach the agent's uplink but not kubeletIP, which exists only inside ns;
-// the only way from kube-apiserver to the kubelet is the agent's tunnel. The
+// the only way from kube-apiserver to the kubelet is the agent's tunnel.
+// cloudBackendIP and cloudNodeIP are the "cloud network": local addresses of
+// the root namespace (delivered over its loopback, never sent out), for the
+// cloud-side webhooks, aggregated APIs and kubelets that the tunnel-server
+// dials directly. They cannot be 127.0.0.0/8: kube-apiserver refuses
+// loopback addresses in EndpointSlices. They take a second /30 of
+// 203.0.113.0/24, so other runs see it taken, and go as /32s, so no route
+// sends the /30's other addresses anywhere. The
 // addresses come from the documentation ranges (203.0.113.0/24 for the veth,
 // with a random /30 so parallel runs do not collide; 198.51.100.128/25 for
 // the kubelet); nothing ever sends to them outside these interfaces. The
@@ -41,10 +49,11 @@ import (
 // (netnstest.NamedAddrs: a sandbox may put its package proxy there) is
 // taken. Not 192.0.2.0/24: some sandboxes use it for their own network.
 type edgeNet struct {
-	ns                     string
-	vethRoot, vethEdge     string
-	uplinkRoot, uplinkEdge string
-	kubeletIP              string
+	ns                          string
+	vethRoot, vethEdge          string
+	uplinkRoot, uplinkEdge      string
+	kubeletIP                   string
+	cloudBackendIP, cloudNodeIP string
 }
 
 func ipCmd(args ...string) error {
@@ -129,27 +138,29 @@ func newEdgeNet() (*edgeNet, func(), error) {
 	if err != nil {
 		return nil, func() {}, err
 	}
-	// A /30 inside 203.0.113.0/24 another run does not hold, from a random
-	// start.
-	k := 0
-	for i := range 62 {
+	// Two /30s inside 203.0.113.0/24 another run does not hold, from a
+	// random start: the uplink's and the cloud network's.
+	var blocks []int
+	for i := 0; i < 62 && len(blocks) < 2; i++ {
 		c := 1 + (int(b[0])+i)%62
 		block := netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, 113, byte(4 * c)}), 30)
 		if !slices.ContainsFunc(taken, block.Overlaps) {
-			k = c
-			break
+			blocks = append(blocks, c)
 		}
 	}
-	if k == 0 {
-		return nil, func() {}, fmt.Errorf("every /30 of %s is taken by other runs' veths: %v", uplinkRange, taken)
+	if len(blocks) < 2 {
+		return nil, func() {}, fmt.Errorf("fewer than two /30s of %s are free of other runs' veths: %v", uplinkRange, taken)
 	}
+	k, c := blocks[0], blocks[1]
 	e := &edgeNet{
-		ns:         "eut-tun-" + id,
-		vethRoot:   "eutr" + id,
-		vethEdge:   "eute" + id,
-		uplinkRoot: fmt.Sprintf("203.0.113.%d", 4*k+1),
-		uplinkEdge: fmt.Sprintf("203.0.113.%d", 4*k+2),
-		kubeletIP:  kubeletIP.String(),
+		ns:             "eut-tun-" + id,
+		vethRoot:       "eutr" + id,
+		vethEdge:       "eute" + id,
+		uplinkRoot:     fmt.Sprintf("203.0.113.%d", 4*k+1),
+		uplinkEdge:     fmt.Sprintf("203.0.113.%d", 4*k+2),
+		kubeletIP:      kubeletIP.String(),
+		cloudBackendIP: fmt.Sprintf("203.0.113.%d", 4*c+1),
+		cloudNodeIP:    fmt.Sprintf("203.0.113.%d", 4*c+2),
 	}
 	cleanup := func() {
 		_ = ipCmd("link", "del", e.vethRoot)
@@ -164,6 +175,9 @@ func newEdgeNet() (*edgeNet, func(), error) {
 		func() error { return ipCmd("link", "set", e.vethEdge, "netns", e.ns) },
 		func() error { return ipCmd("addr", "add", e.uplinkRoot+"/30", "dev", e.vethRoot) },
 		func() error { return ipCmd("link", "set", e.vethRoot, "up") },
+		// Local addresses, gone with the link.
+		func() error { return ipCmd("addr", "add", e.cloudBackendIP+"/32", "dev", e.vethRoot) },
+		func() error { return ipCmd("addr", "add", e.cloudNodeIP+"/32", "dev", e.vethRoot) },
 		func() error { return in("link", "set", "lo", "up") },
 		func() error { return in("addr", "add", e.uplinkEdge+"/30", "dev", e.vethEdge) },
 		func() error { return in("link", "set", e.vethEdge, "up") },

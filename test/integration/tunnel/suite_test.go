@@ -210,7 +210,13 @@ egressSelections:
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
-	env.ControlPlane.GetAPIServer().Configure().Append("egress-selector-config-file", egressFile)
+	apiServer := env.ControlPlane.GetAPIServer().Configure()
+	apiServer.Append("egress-selector-config-file", egressFile)
+	// Service webhooks and APIServices are dialled at an endpoint of their
+	// Service rather than its ClusterIP, which nothing routes here; both go
+	// over the cluster egress either way (URL webhooks go over the
+	// controlplane egress, which is not the tunnel's).
+	apiServer.Append("enable-aggregator-routing", "true")
 	cfg, err := env.Start()
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(func() { Expect(env.Stop()).To(Succeed()) })

@@ -66,6 +66,7 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		ca                   *certs.CA
 		agentArgs            func(certFile, keyFile, node string) []string
 		issueAgent           func(ca *certs.CA, name, node string) (string, string)
+		egress               = &egressSuite{}
 	)
 
 	agentsOnServer := func() []agentInfo {
@@ -184,10 +185,15 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		agentAddr := net.JoinHostPort(edge.uplinkRoot, itoa(freePort(edge.uplinkRoot)))
 		healthAddr := net.JoinHostPort("127.0.0.1", itoa(freePort("127.0.0.1")))
 		healthURL = "http://" + healthAddr
+		// The cloud network's backends, and the edge node's own address: a
+		// node's address routes by its node (through the agent) before any
+		// direct CIDR.
+		directCIDRs := edge.cloudBackendIP + "/32," + edge.kubeletIP + "/32"
 		serverArgs = []string{binDir + "/tunnel-server", "--id", "replica-0",
 			"--agent-address", agentAddr, "--agent-cert-file", srvCrt, "--agent-key-file", srvKey, "--agent-client-ca-file", caFile,
 			"--connect-address", connectAddr, "--connect-cert-file", srvCrt, "--connect-key-file", srvKey, "--connect-client-ca-file", caFile,
 			"--passthrough-address", "127.0.0.1:0", "--health-address", healthAddr, "--kubeconfig", kubecfg,
+			"--direct-cidrs", directCIDRs,
 			"--tunnel-endpoint", teName, "--status-interval", "500ms", "--status-refresh", "5s", "--heartbeat-interval", "1s", "--zap-log-level", "2"}
 		agentBin = binDir + "/tunnel-agent"
 		agentArgs = func(certFile, keyFile, node string) []string {
@@ -198,7 +204,10 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 
 		ctx := context.Background()
 		Expect(k8s.Create(ctx, &edgev1.TunnelEndpoint{ObjectMeta: metav1.ObjectMeta{Name: teName}})).To(Succeed())
-		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName}}
+		// In an Edge pool, as the NodePool controller labels it: the server
+		// routes it through its agent, or not at all while none is connected.
+		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName,
+			Labels: map[string]string{edgev1.LabelPoolType: strings.ToLower(string(edgev1.NodePoolEdge))}}}
 		Expect(k8s.Create(ctx, node)).To(Succeed())
 		node.Status = corev1.NodeStatus{
 			Addresses:       []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: edge.kubeletIP}},
@@ -218,6 +227,8 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 
 		startServer()
 		startAgent()
+		*egress = egressSuite{edge: edge, kubelet: kubelet, healthURL: healthURL, connectAddr: connectAddr,
+			egressCert: egressCert, tunnelCA: ca, server: func() *proc { return server }}
 	})
 
 	It("connects the agent and reports it in the TunnelEndpoint status", func(ctx SpecContext) {
@@ -369,7 +380,11 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		}).WithContext(ctx).WithTimeout(20 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
 	})
 
+	egressSpecs(egress)
+
 	It("fails kubectl logs, exec, attach and port-forward once the agent is stopped: there is no other path", func(ctx SpecContext) {
+		noAgentBefore, err := connectRequests(healthURL, "agent", "no_agent")
+		Expect(err).NotTo(HaveOccurred())
 		agent.stop()
 		Eventually(func() ([]agentInfo, error) {
 			resp, err := http.Get(healthURL + "/agents")
@@ -396,6 +411,10 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 		Expect(pf.output()).NotTo(ContainSubstring("Forwarding from"))
 		// The server's output reaches us through os/exec's copying goroutine.
 		Eventually(server.output).WithTimeout(5 * time.Second).Should(ContainSubstring("no agent connected for the node"))
+		// Its address is in a direct CIDR, yet it is never dialled directly.
+		Expect(connectRequests(healthURL, "agent", "no_agent")).To(BeNumerically(">=", noAgentBefore+4))
+		ip := regexp.QuoteMeta(edge.kubeletIP)
+		Expect(server.output()).NotTo(MatchRegexp(`"target":"%s:\d+"[^\n]*"route":"direct"|"route":"direct"[^\n]*"target":"%s:`, ip, ip))
 		Expect(kubelet.logs.Load()).To(Equal(logsBefore))
 		Expect(kubelet.execs.Load()).To(Equal(execsBefore))
 		Expect(kubelet.attaches.Load()).To(Equal(attachesBefore))
