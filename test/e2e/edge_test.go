@@ -102,10 +102,25 @@ func joinSpecs() {
 			Expect(err).NotTo(HaveOccurred())
 			directKubeconfigs[n.Name] = string(b)
 		}
-		for _, o := range samples() {
-			Expect(k8s.Create(ctx, o)).To(Succeed(), "applying %T %s", o, o.GetName())
+		// The TunnelEndpoint and its server first: kube-apiserver calls
+		// edgeunit's webhooks, which the NodePools and the EdgeUnit go
+		// through, over its cluster egress, the tunnel (as on a cluster
+		// whose egress selector is on).
+		objs := samples()
+		for _, o := range objs {
+			if _, ok := o.(*edgev1.TunnelEndpoint); ok {
+				Expect(k8s.Create(ctx, o)).To(Succeed(), "applying %T %s", o, o.GetName())
+			}
 		}
 		Expect(tb.Cloud.StartTunnelServer(ctx, endpointName, servingSecret)).To(Succeed())
+		for _, o := range objs {
+			if _, ok := o.(*edgev1.TunnelEndpoint); !ok {
+				Expect(k8s.Create(ctx, o)).To(Succeed(), "applying %T %s", o, o.GetName())
+			}
+		}
+		direct, err := tb.Cloud.TunnelConnects(ctx, "direct", "ok")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(direct).To(BeNumerically(">=", 1), "kube-apiserver called edgeunit's webhooks through the tunnel-server, which dialled the manager directly")
 
 		By("the installer DaemonSet's pod runs on each real node, and the hub static pod with it")
 		Eventually(func(g Gomega) {

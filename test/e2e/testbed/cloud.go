@@ -59,6 +59,10 @@ type Cloud struct {
 	dir             string
 	kubeletClientCA []byte
 	apiLog          *os.File
+	// webhookCertDir holds the manager's webhook serving certificate.
+	webhookCertDir string
+	// tunnelHealthURL is the tunnel-server's health and metrics address.
+	tunnelHealthURL string
 }
 
 func (tb *Testbed) startCloud(ctx context.Context) (*Cloud, error) {
@@ -139,6 +143,8 @@ egressSelections:
 	args.Set("authorization-mode", "Node,RBAC")
 	args.Set("enable-admission-plugins", "NodeRestriction")
 	args.Set("egress-selector-config-file", filepath.Join(c.dir, "egress.yaml"))
+	// Service webhooks by endpoint: no kube-proxy runs beside kube-apiserver.
+	args.Set("enable-aggregator-routing", "true")
 	args.Set("kubelet-client-certificate", filepath.Join(c.dir, "kubelet-client.crt"))
 	args.Set("kubelet-client-key", filepath.Join(c.dir, "kubelet-client.key"))
 	args.Set("kubelet-preferred-address-types", "InternalIP")
@@ -211,6 +217,9 @@ egressSelections:
 		return nil, err
 	}
 	if err := c.startScheduler(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.routeWebhooksThroughTunnel(ctx, webhookPort); err != nil {
 		return nil, err
 	}
 	if err := c.startManager(ctx); err != nil {
@@ -307,7 +316,7 @@ func (c *Cloud) startManager(ctx context.Context) error {
 		"--image="+EdgeunitImage,
 		// No --node-apiserver-url: each hub dials the server of its
 		// kubelet's kubeconfig, the original once the node is converted.
-		"--webhook-cert-dir="+wh.LocalServingCertDir,
+		"--webhook-cert-dir="+c.webhookCertDir,
 		"--webhook-port="+strconv.Itoa(wh.LocalServingPort),
 		"--provision-webhook-cert=false",
 		"--metrics-bind-address=0",
@@ -358,6 +367,7 @@ func (c *Cloud) StartTunnelServer(ctx context.Context, endpoint, servingSecret s
 		"--health-address=127.0.0.1:"+strconv.Itoa(ports[1]),
 		"--kubeconfig="+c.Kubeconfig,
 		"--tunnel-endpoint="+endpoint,
+		"--direct-cidrs="+directCIDR(),
 		"--status-interval=1s",
 		"--heartbeat-interval=2s",
 	)
@@ -365,6 +375,7 @@ func (c *Cloud) StartTunnelServer(ctx context.Context, endpoint, servingSecret s
 		return err
 	}
 	p := c.TunnelServer
+	c.tunnelHealthURL = "http://127.0.0.1:" + strconv.Itoa(ports[1])
 	c.tb.cleanup("tunnel-server", func() error { return p.Stop(processStopGrace) })
 	return waitHTTPS(ctx, c.TunnelServer, "http://127.0.0.1:"+strconv.Itoa(ports[1])+"/readyz")
 }
