@@ -124,17 +124,7 @@ func startAgent(t testing.TB, node string, tlsCfg *tls.Config, ports []int, serv
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { _ = a.Run(ctx); close(done) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
+	runUntilCleanup(t, a)
 	return a
 }
 

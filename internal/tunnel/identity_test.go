@@ -111,9 +111,12 @@ func runAgent(t *testing.T, o AgentOptions) *agentRun {
 	return r
 }
 
-func TestRunAgentOfflineUsesCertificateOnDisk(t *testing.T) {
-	p := newPKI(t)
-	srv := startServer(t, p, StaticResolver{}, 0)
+// startOfflineAgent runs RunAgent for edge-1 against srv with
+// kube-apiserver out of reach and a certificate on disk, in the file the
+// CSR requester keeps (certificate then key); change adjusts the options.
+// It returns once the agent is connected.
+func startOfflineAgent(t *testing.T, p *pki, srv *testServer, change func(*AgentOptions)) {
+	t.Helper()
 	dir := t.TempDir()
 	kp, err := p.ca.Issue(certs.TunnelAgentIdentity.Request("edge-1", time.Hour, false), time.Now())
 	if err != nil {
@@ -123,7 +126,6 @@ func TestRunAgentOfflineUsesCertificateOnDisk(t *testing.T) {
 	if err := os.MkdirAll(certDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	// The file the CSR requester keeps: certificate then key, one file.
 	writeFile(t, certDir, certs.TunnelAgentIdentity.Component+".pem", append(append([]byte{}, kp.CertPEM...), kp.KeyPEM...))
 	o := AgentOptions{
 		NodeName:   "edge-1",
@@ -133,6 +135,9 @@ func TestRunAgentOfflineUsesCertificateOnDisk(t *testing.T) {
 		CAFile:     writeFile(t, dir, "ca.crt", p.ca.CertPEM()),
 	}
 	setAgentDefaults(&o)
+	if change != nil {
+		change(&o)
+	}
 	run := runAgent(t, o)
 	eventually(t, 10*time.Second, "agent connected with the certificate on disk", func() bool {
 		select {
@@ -142,6 +147,11 @@ func TestRunAgentOfflineUsesCertificateOnDisk(t *testing.T) {
 		}
 		return srv.Connected("edge-1")
 	})
+}
+
+func TestRunAgentOfflineUsesCertificateOnDisk(t *testing.T) {
+	p := newPKI(t)
+	startOfflineAgent(t, p, startServer(t, p, StaticResolver{}, 0), nil)
 }
 
 func TestRunAgentOfflineWithoutCertificateFails(t *testing.T) {

@@ -6,8 +6,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,8 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
 	clienttesting "k8s.io/client-go/testing"
-
-	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
 func TestPodCIDRsOfNode(t *testing.T) {
@@ -194,34 +190,7 @@ func TestAgentOpensItsOwnPodsOnly(t *testing.T) {
 func TestRunAgentWithPodPortsOffline(t *testing.T) {
 	p := newPKI(t)
 	srv := startServer(t, p, StaticResolver{}, 0)
-	dir := t.TempDir()
-	kp, err := p.ca.Issue(certs.TunnelAgentIdentity.Request("edge-1", time.Hour, false), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	certDir := filepath.Join(dir, "certs")
-	if err := os.MkdirAll(certDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, certDir, certs.TunnelAgentIdentity.Component+".pem", append(append([]byte{}, kp.CertPEM...), kp.KeyPEM...))
-	o := AgentOptions{
-		NodeName:   "edge-1",
-		Servers:    srv.agentAddr,
-		Kubeconfig: unreachableKubeconfig(t, dir),
-		CertDir:    certDir,
-		CAFile:     writeFile(t, dir, "ca.crt", p.ca.CertPEM()),
-	}
-	setAgentDefaults(&o)
-	o.PodPorts = "8443"
-	run := runAgent(t, o)
-	eventually(t, 10*time.Second, "agent connected", func() bool {
-		select {
-		case <-run.done:
-			t.Fatalf("agent stopped: %v", run.err)
-		default:
-		}
-		return srv.Connected("edge-1")
-	})
+	startOfflineAgent(t, p, srv, func(o *AgentOptions) { o.PodPorts = "8443" })
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	// A documentation address, on no interface of this machine.
@@ -235,7 +204,7 @@ func TestRunAgentWithPodPortsOffline(t *testing.T) {
 }
 
 // runUntilCleanup runs a until the test ends.
-func runUntilCleanup(t *testing.T, a *Agent) {
+func runUntilCleanup(t testing.TB, a *Agent) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

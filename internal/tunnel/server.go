@@ -69,7 +69,7 @@ type Server struct {
 	// stays on the edge (its agent's route) while its agent is away, even
 	// without a pool label, rather than being dialled from the cloud.
 	everConnected map[string]bool
-	seq    atomic.Uint64
+	seq           atomic.Uint64
 }
 
 type agentSession struct {
