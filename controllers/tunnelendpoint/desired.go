@@ -17,7 +17,7 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
-	"github.com/edgeunit/edgeunit/internal/tunnel"
+	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
 // Defaults for fields a TunnelEndpoint may leave out. The CRD defaults them
@@ -214,7 +214,7 @@ func serverArgs(te *edgev1.TunnelEndpoint, direct []string) []string {
 		"--connect-cert-file=" + crt,
 		"--connect-key-file=" + key,
 		"--connect-client-ca-file=" + ca,
-		"--connect-client-names=" + tunnel.EgressCommonName,
+		"--connect-client-names=" + certs.EgressCommonName,
 		fmt.Sprintf("--passthrough-address=:%d", p.Passthrough),
 		fmt.Sprintf("--health-address=:%d", p.healthPort()),
 		"--tunnel-endpoint=" + te.Name,

@@ -17,7 +17,6 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/internal/certs"
-	"github.com/edgeunit/edgeunit/internal/tunnel"
 )
 
 // DefaultEgressCertificateLifetime is the lifetime of kube-apiserver's
@@ -49,8 +48,8 @@ func egressReissueReason(data map[string][]byte, ca *certs.CA, lifetime time.Dur
 	if err != nil {
 		return issueUnreadable
 	}
-	if cert.Subject.CommonName != tunnel.EgressCommonName ||
-		!slices.Equal(cert.Subject.Organization, []string{tunnel.EgressOrganization}) ||
+	if cert.Subject.CommonName != certs.EgressCommonName ||
+		!slices.Equal(cert.Subject.Organization, []string{certs.EgressOrganization}) ||
 		!slices.Equal(cert.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}) {
 		return issueIdentity
 	}
@@ -73,7 +72,7 @@ func (r *Reconciler) ensureEgressCertificate(ctx context.Context, te *edgev1.Tun
 	}
 	why := egressReissueReason(data, ca, r.cfg.EgressLifetime, now)
 	if why != "" {
-		kp, err := ca.Issue(tunnel.EgressClientRequest(r.cfg.EgressLifetime), now)
+		kp, err := ca.Issue(certs.EgressClientRequest(r.cfg.EgressLifetime), now)
 		if err != nil {
 			return nil, fmt.Errorf("issuing kube-apiserver's egress certificate for TunnelEndpoint %s: %w", te.Name, err)
 		}

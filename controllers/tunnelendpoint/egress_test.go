@@ -30,7 +30,7 @@ func TestEgressReissueReason(t *testing.T) {
 		}
 		return map[string][]byte{corev1.TLSCertKey: kp.CertPEM, corev1.TLSPrivateKeyKey: kp.KeyPEM, corev1.ServiceAccountRootCAKey: ca.CertPEM()}
 	}
-	good := issue(ca, tunnel.EgressClientRequest(lifetime))
+	good := issue(ca, certs.EgressClientRequest(lifetime))
 	tests := map[string]struct {
 		data map[string][]byte
 		at   time.Time
@@ -38,12 +38,12 @@ func TestEgressReissueReason(t *testing.T) {
 	}{
 		"current":                   {data: good, want: ""},
 		"missing":                   {data: map[string][]byte{}, want: issueMissing},
-		"another CA":                {data: issue(otherCA, tunnel.EgressClientRequest(lifetime)), want: issueCAChanged},
+		"another CA":                {data: issue(otherCA, certs.EgressClientRequest(lifetime)), want: issueCAChanged},
 		"an agent's identity":       {data: issue(ca, certs.TunnelAgentRequest("n1", lifetime)), want: issueIdentity},
-		"a serving certificate":     {data: issue(ca, certs.Request{CommonName: tunnel.EgressCommonName, Organization: []string{tunnel.EgressOrganization}, Lifetime: lifetime, Server: true}), want: issueIdentity},
+		"a serving certificate":     {data: issue(ca, certs.Request{CommonName: certs.EgressCommonName, Organization: []string{certs.EgressOrganization}, Lifetime: lifetime, Server: true}), want: issueIdentity},
 		"just before two thirds":    {data: good, at: now.Add(lifetime*2/3 - time.Hour), want: ""},
 		"two thirds of a year past": {data: good, at: now.Add(lifetime * 2 / 3), want: issueRenewal},
-		"lifetime shortened":        {data: issue(ca, tunnel.EgressClientRequest(2*lifetime)), want: issueLifetime},
+		"lifetime shortened":        {data: issue(ca, certs.EgressClientRequest(2*lifetime)), want: issueLifetime},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -99,7 +99,7 @@ func TestServerArgsParse(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatalf("the server refuses the Deployment's flags: %v", err)
 	}
-	if o.ConnectClientNames != tunnel.EgressClientRequest(time.Hour).CommonName {
+	if o.ConnectClientNames != certs.EgressClientRequest(time.Hour).CommonName {
 		t.Errorf("CONNECT listener admits %q, want the egress certificate's name", o.ConnectClientNames)
 	}
 }

@@ -478,7 +478,7 @@ var _ = Describe("TunnelEndpoint controller", func() {
 		cert, err := certs.ParseCert(egress.Data[corev1.TLSCertKey])
 		Expect(err).NotTo(HaveOccurred())
 		Expect(cert.Subject.CommonName).To(Equal("edgeunit:kube-apiserver-egress"))
-		Expect(cert.Subject.Organization).To(Equal([]string{tunnel.EgressOrganization}))
+		Expect(cert.Subject.Organization).To(Equal([]string{certs.EgressOrganization}))
 		Expect(cert.ExtKeyUsage).To(Equal([]x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}))
 		Expect(cert.DNSNames).To(BeEmpty())
 		Expect(cert.NotAfter.Sub(cert.NotBefore)).To(Equal(tunnelendpoint.DefaultEgressCertificateLifetime+5*time.Minute),

@@ -282,7 +282,9 @@ var _ = Describe("UnitDeployment", func() {
 		for _, u := range f.units {
 			complete(ctx, ud, u)
 		}
-		Eventually(func(g Gomega) { g.Expect(condition(get(ctx, g, ud), edgev1.ConditionReady)).To(Equal("True/RolledOut")) }).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(condition(get(ctx, g, ud), edgev1.ConditionReady)).To(Equal("True/RolledOut"))
+		}).Should(Succeed())
 
 		updateSpec(ctx, ud, func(cur *edgev1.UnitDeployment) {
 			cur.Spec.Template.Spec.Template.Spec.Containers[0].Image = "app:2"
@@ -375,7 +377,9 @@ var _ = Describe("UnitDeployment", func() {
 		setNodeReady(ctx, f.nodes[cut], corev1.ConditionTrue)
 		Eventually(func(g Gomega) { g.Expect(instances(ctx, g, ud)[cut]).To(Equal(rev2)) }).Should(Succeed())
 		complete(ctx, ud, cut)
-		Eventually(func(g Gomega) { g.Expect(condition(get(ctx, g, ud), edgev1.ConditionReady)).To(Equal("True/RolledOut")) }).Should(Succeed())
+		Eventually(func(g Gomega) {
+			g.Expect(condition(get(ctx, g, ud), edgev1.ConditionReady)).To(Equal("True/RolledOut"))
+		}).Should(Succeed())
 	})
 
 	It("keeps one unit-local Service in front of every instance, and removes it when unset", func(ctx context.Context) {

@@ -6,31 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"time"
 
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
-
-// The identity kube-apiserver's egress client presents to the TCP CONNECT
-// listener. The TunnelEndpoint controller issues it from the operator CA.
-// Node identities come from the same CA, so the CA alone must not admit a
-// client: a node's agent or hub certificate on the CONNECT port would let
-// that node reach every other node's kubelet.
-const (
-	EgressCommonName   = "edgeunit:kube-apiserver-egress"
-	EgressOrganization = "edgeunit:tunnel-egress"
-)
-
-// EgressClientRequest is the certificate kube-apiserver presents to the
-// CONNECT listener.
-func EgressClientRequest(lifetime time.Duration) certs.Request {
-	return certs.Request{
-		CommonName:   EgressCommonName,
-		Organization: []string{EgressOrganization},
-		Lifetime:     lifetime,
-		Client:       true,
-	}
-}
 
 // nodeOrganizations are the Organizations of node identities; a
 // certificate carrying one is never a CONNECT client, whatever its name.

@@ -288,7 +288,7 @@ func TestConnectListenerAcceptsOnlyTheEgressIdentity(t *testing.T) {
 		return &c
 	}
 	// kube-apiserver's egress client gets through.
-	c, code, err := connectTLS(t, ln.Addr().String(), p.ca, issue(EgressClientRequest(time.Hour)), echo)
+	c, code, err := connectTLS(t, ln.Addr().String(), p.ca, issue(certs.EgressClientRequest(time.Hour)), echo)
 	if err != nil || code != http.StatusOK {
 		t.Fatalf("CONNECT with the egress certificate: status %d, %v", code, err)
 	}
@@ -309,7 +309,7 @@ func TestConnectListenerAcceptsOnlyTheEgressIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreignKP, err := otherCA.Issue(EgressClientRequest(time.Hour), time.Now())
+	foreignKP, err := otherCA.Issue(certs.EgressClientRequest(time.Hour), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,9 +317,9 @@ func TestConnectListenerAcceptsOnlyTheEgressIdentity(t *testing.T) {
 	refused := map[string]*tls.Certificate{
 		"an agent's certificate":                &agentPair,
 		"a hub's certificate":                   issue(certs.EdgeHubIdentity.Request("node-a", time.Hour, true)),
-		"a node identity named like the egress": issue(certs.Request{CommonName: EgressCommonName, Organization: []string{certs.TunnelAgentOrganization}, Lifetime: time.Hour, Client: true}),
+		"a node identity named like the egress": issue(certs.Request{CommonName: certs.EgressCommonName, Organization: []string{certs.TunnelAgentOrganization}, Lifetime: time.Hour, Client: true}),
 		"another client of the operator CA":     issue(certs.Request{CommonName: "someone", Lifetime: time.Hour, Client: true}),
-		"a serving certificate of the CA":       issue(certs.Request{CommonName: EgressCommonName, Lifetime: time.Hour, Server: true}),
+		"a serving certificate of the CA":       issue(certs.Request{CommonName: certs.EgressCommonName, Lifetime: time.Hour, Server: true}),
 		"the egress name from another CA":       &foreign,
 		"no certificate":                        {},
 	}
@@ -347,9 +347,9 @@ func TestCheckConnectClient(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := mustPair(t, kp)
-		return CheckConnectClient(c.Leaf, []string{EgressCommonName, "custom-apiserver"})
+		return CheckConnectClient(c.Leaf, []string{certs.EgressCommonName, "custom-apiserver"})
 	}
-	if err := leaf(EgressClientRequest(time.Hour)); err != nil {
+	if err := leaf(certs.EgressClientRequest(time.Hour)); err != nil {
 		t.Errorf("egress identity refused: %v", err)
 	}
 	if err := leaf(certs.Request{CommonName: "custom-apiserver", Lifetime: time.Hour, Client: true}); err != nil {
@@ -358,7 +358,7 @@ func TestCheckConnectClient(t *testing.T) {
 	if err := leaf(certs.TunnelAgentRequest("node-a", time.Hour)); err == nil {
 		t.Error("an agent identity is accepted")
 	}
-	if err := CheckConnectClient(nil, []string{EgressCommonName}); err == nil {
+	if err := CheckConnectClient(nil, []string{certs.EgressCommonName}); err == nil {
 		t.Error("no certificate is accepted")
 	}
 }

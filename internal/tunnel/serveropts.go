@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/internal/certs"
 )
 
 // ServerOptions are the tunnel-server's flags.
@@ -73,7 +74,7 @@ func (o *ServerOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.ConnectCertFile, "connect-cert-file", "", "Serving certificate of the TCP CONNECT listener; required with --connect-address.")
 	fs.StringVar(&o.ConnectKeyFile, "connect-key-file", "", "Key of the CONNECT listener's certificate.")
 	fs.StringVar(&o.ConnectClientCAFile, "connect-client-ca-file", "", "CA bundle of the client certificates the CONNECT listener requires (kube-apiserver's egress client).")
-	fs.StringVar(&o.ConnectClientNames, "connect-client-names", EgressCommonName, "Comma-separated Common Names of the client certificates the TCP CONNECT listener accepts; node identities are refused whatever their name.")
+	fs.StringVar(&o.ConnectClientNames, "connect-client-names", certs.EgressCommonName, "Comma-separated Common Names of the client certificates the TCP CONNECT listener accepts; node identities are refused whatever their name.")
 	fs.StringVar(&o.PassthroughAddress, "passthrough-address", ":10264", "Address of the SNI-routed TLS passthrough listener; empty disables it.")
 	fs.IntVar(&o.PassthroughTargetPort, "passthrough-target-port", 10250, "Node port that passthrough connections reach (the kubelet's).")
 	fs.StringVar(&o.DirectCIDRs, "direct-cidrs", "", "Comma-separated cloud-side CIDRs (the Service ranges, a cloud network) that the server dials itself for CONNECT; nodes outside Edge pools and their pods are dialled directly too, edge nodes and their pods through their agents, and anything else is refused.")

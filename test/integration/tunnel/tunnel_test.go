@@ -122,7 +122,7 @@ var _ = Describe("Reverse tunnel", Ordered, func() {
 			return writeFile(dir, name+".crt", kp.CertPEM), writeFile(dir, name+".key", kp.KeyPEM)
 		}
 		srvCrt, srvKey := issue("server", certs.Request{CommonName: "tunnel-server", IPs: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP(edge.uplinkRoot)}, Lifetime: time.Hour, Server: true})
-		egCrt, egKey := issue("egress", tunnel.EgressClientRequest(time.Hour))
+		egCrt, egKey := issue("egress", certs.EgressClientRequest(time.Hour))
 		egressCert, err = tls.LoadX509KeyPair(egCrt, egKey)
 		Expect(err).NotTo(HaveOccurred())
 		issueAgent = func(c *certs.CA, name, node string) (string, string) {
