@@ -1,9 +1,6 @@
 package edgeunit
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net"
 	"path"
@@ -24,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/applied"
 	"github.com/edgeunit/edgeunit/internal/conversion"
 	"github.com/edgeunit/edgeunit/internal/hub"
 	"github.com/edgeunit/edgeunit/internal/hubinstall"
@@ -44,9 +42,6 @@ const (
 )
 
 const (
-	// annotationAppliedHash on a child is the hash of the configuration
-	// last applied; a child carrying the current hash is not applied again.
-	annotationAppliedHash = edgev1.Prefix + "applied-hash"
 	// annotationConfigHash on the agent's pod template rolls the agents
 	// when their ConfigMap changes (its values reach them as env vars).
 	annotationConfigHash = edgev1.Prefix + "config-hash"
@@ -458,7 +453,7 @@ func desiredAgentConfigMap(u *edgev1.EdgeUnit, te *edgev1.TunnelEndpoint, caPEM 
 		WithLabels(labels(u.Name, appAgent)).
 		WithOwnerReferences(ownerRef(u)).
 		WithData(data)
-	return cm, hashOf(data)
+	return cm, applied.Hash(data)
 }
 
 // agentServers are host:port of every address the endpoint reports. The
@@ -603,17 +598,6 @@ func rollingUpdate() *appsv1ac.DaemonSetUpdateStrategyApplyConfiguration {
 	return appsv1ac.DaemonSetUpdateStrategy().
 		WithType(appsv1.RollingUpdateDaemonSetStrategyType).
 		WithRollingUpdate(appsv1ac.RollingUpdateDaemonSet().WithMaxUnavailable(intstr.FromString("25%")))
-}
-
-// hashOf is a short stable hash of v's JSON (map keys are sorted).
-func hashOf(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// Apply configurations and string maps always marshal.
-		panic(fmt.Sprintf("hashing %T: %v", v, err))
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])[:16]
 }
 
 // rolloutOf reads a DaemonSet's counts; a DaemonSet whose controller has

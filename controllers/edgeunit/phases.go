@@ -2,7 +2,6 @@ package edgeunit
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 
@@ -20,6 +19,7 @@ import (
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/certificates"
 	"github.com/edgeunit/edgeunit/controllers/index"
+	"github.com/edgeunit/edgeunit/controllers/internal/applied"
 	"github.com/edgeunit/edgeunit/controllers/internal/lastwrite"
 	"github.com/edgeunit/edgeunit/internal/certs"
 )
@@ -143,8 +143,8 @@ func (r *Reconciler) reconcileAgent(ctx context.Context, unit *edgev1.EdgeUnit, 
 // Skipping the no-op apply keeps DaemonSet status churn from turning into
 // writes.
 func (r *Reconciler) applyDaemonSet(ctx context.Context, unit *edgev1.EdgeUnit, ds *appsv1ac.DaemonSetApplyConfiguration) (*appsv1.DaemonSet, error) {
-	hash := hashOf(ds)
-	ds.WithAnnotations(map[string]string{annotationAppliedHash: hash})
+	hash := applied.Hash(ds)
+	ds.WithAnnotations(map[string]string{applied.Annotation: hash})
 	key := types.NamespacedName{Namespace: *ds.GetNamespace(), Name: *ds.GetName()}
 	cur := &appsv1.DaemonSet{}
 	err := r.Client.Get(ctx, key, cur)
@@ -154,27 +154,19 @@ func (r *Reconciler) applyDaemonSet(ctx context.Context, unit *edgev1.EdgeUnit, 
 	if err == nil && upToDate(cur, unit, hash) {
 		return cur, nil
 	}
-	if err := r.Client.Apply(ctx, ds, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying DaemonSet %s: %w", key, err)
+	out := &appsv1.DaemonSet{}
+	if err := applied.Apply(ctx, r.Client, ds, out, FieldOwner); err != nil {
+		return nil, fmt.Errorf("DaemonSet %s: %w", key, err)
 	}
 	ctrl.LoggerFrom(ctx).V(2).Info("Applied DaemonSet", "daemonSet", klog.KRef(key.Namespace, key.Name), "hash", hash)
-	// Apply fills ds from the response.
-	raw, err := json.Marshal(ds)
-	if err != nil {
-		return nil, fmt.Errorf("reading applied DaemonSet %s: %w", key, err)
-	}
-	applied := &appsv1.DaemonSet{}
-	if err := json.Unmarshal(raw, applied); err != nil {
-		return nil, fmt.Errorf("reading applied DaemonSet %s: %w", key, err)
-	}
-	return applied, nil
+	return out, nil
 }
 
 // applyConfigMap is applyDaemonSet for ConfigMaps, whose cache holds only
 // metadata.
 func (r *Reconciler) applyConfigMap(ctx context.Context, unit *edgev1.EdgeUnit, cm *corev1ac.ConfigMapApplyConfiguration) error {
-	hash := hashOf(cm)
-	cm.WithAnnotations(map[string]string{annotationAppliedHash: hash})
+	hash := applied.Hash(cm)
+	cm.WithAnnotations(map[string]string{applied.Annotation: hash})
 	key := types.NamespacedName{Namespace: *cm.GetNamespace(), Name: *cm.GetName()}
 	cur := configMapMeta()
 	err := r.Client.Get(ctx, key, cur)
@@ -194,7 +186,7 @@ func (r *Reconciler) applyConfigMap(ctx context.Context, unit *edgev1.EdgeUnit, 
 func upToDate(cur metav1.Object, unit *edgev1.EdgeUnit, hash string) bool {
 	return cur.GetDeletionTimestamp().IsZero() &&
 		metav1.IsControlledBy(cur, unit) &&
-		cur.GetAnnotations()[annotationAppliedHash] == hash
+		cur.GetAnnotations()[applied.Annotation] == hash
 }
 
 // ownedDaemonSet returns the named DaemonSet if the unit controls it.

@@ -18,6 +18,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/certificates"
+	"github.com/edgeunit/edgeunit/controllers/internal/applied"
 	"github.com/edgeunit/edgeunit/controllers/internal/conditions"
 )
 
@@ -118,17 +119,7 @@ func (r *Reconciler) reconcileDeployment(ctx context.Context, te *edgev1.TunnelE
 // apply server-side applies a child under FieldOwner and decodes the
 // object the API server returned into out.
 func (r *Reconciler) apply(ctx context.Context, ac runtime.ApplyConfiguration, out client.Object) error {
-	if err := r.Client.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("applying %T: %w", out, err)
-	}
-	raw, err := json.Marshal(ac)
-	if err != nil {
-		return fmt.Errorf("encoding applied %T: %w", out, err)
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("decoding applied %T: %w", out, err)
-	}
-	return nil
+	return applied.Apply(ctx, r.Client, ac, out, FieldOwner)
 }
 
 // patchStatus applies this controller's status fields, and only those, on

@@ -2,8 +2,6 @@ package unitdeployment
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,12 +20,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/applied"
 )
-
-// annotationAppliedHash on an instance is the hash of what the controller
-// last applied: an instance whose hash matches is not applied again, so a
-// steady state costs no writes.
-const annotationAppliedHash = edgev1.Prefix + "applied-hash"
 
 // Unit is what an instance needs to know about its EdgeUnit.
 type Unit struct {
@@ -54,7 +48,7 @@ func selectorLabels(ud *edgev1.UnitDeployment, unit string) map[string]string {
 // the template and the overrides. Every instance rendered from the same
 // spec carries the same revision, whatever its unit.
 func Revision(spec *edgev1.UnitDeploymentSpec) string {
-	return hashOf(struct {
+	return applied.Hash(struct {
 		Template  edgev1.InstanceTemplate `json:"template"`
 		Overrides []edgev1.UnitOverride   `json:"overrides,omitempty"`
 	}{spec.Template, spec.Overrides})
@@ -227,7 +221,7 @@ func checkInvariants(d *appsv1.Deployment, ud *edgev1.UnitDeployment, unit strin
 }
 
 // instanceApply is the apply configuration of d, controlled by ud, with the
-// hash of its content in annotationAppliedHash.
+// hash of its content in applied.Annotation.
 func instanceApply(ud *edgev1.UnitDeployment, d *appsv1.Deployment) (*appsv1ac.DeploymentApplyConfiguration, error) {
 	raw, err := json.Marshal(d)
 	if err != nil {
@@ -240,7 +234,7 @@ func instanceApply(ud *edgev1.UnitDeployment, d *appsv1.Deployment) (*appsv1ac.D
 	ac.Status = nil
 	ac.CreationTimestamp = nil
 	ac.WithOwnerReferences(ownerRef(ud))
-	ac.WithAnnotations(map[string]string{annotationAppliedHash: hashOf(ac)})
+	ac.WithAnnotations(map[string]string{applied.Annotation: applied.Hash(ac)})
 	return ac, nil
 }
 
@@ -267,7 +261,7 @@ func Service(ud *edgev1.UnitDeployment) *corev1ac.ServiceApplyConfiguration {
 		spec.WithPorts(port)
 	}
 	svc.WithSpec(spec)
-	svc.WithAnnotations(map[string]string{annotationAppliedHash: hashOf(svc)})
+	svc.WithAnnotations(map[string]string{applied.Annotation: applied.Hash(svc)})
 	return svc
 }
 
@@ -292,14 +286,4 @@ func merged(base, ours map[string]string) map[string]string {
 	maps.Copy(out, base)
 	maps.Copy(out, ours)
 	return out
-}
-
-func hashOf(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		// API types and apply configurations always marshal.
-		panic(fmt.Sprintf("hashing %T: %v", v, err))
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])[:16]
 }

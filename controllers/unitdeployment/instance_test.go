@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
+	"github.com/edgeunit/edgeunit/controllers/internal/applied"
 )
 
 func testUD() *edgev1.UnitDeployment {
@@ -185,7 +186,7 @@ func TestInstanceApplyHashIsStable(t *testing.T) {
 		t.Fatal(err)
 	}
 	a2, _ := instanceApply(ud, d2)
-	if a1.Annotations[annotationAppliedHash] != a2.Annotations[annotationAppliedHash] || a1.Status != nil || a1.CreationTimestamp != nil {
+	if a1.Annotations[applied.Annotation] != a2.Annotations[applied.Annotation] || a1.Status != nil || a1.CreationTimestamp != nil {
 		t.Errorf("apply configurations differ or carry status: %v %v", a1.Annotations, a2.Annotations)
 	}
 	if ref := a1.OwnerReferences[0]; *ref.Kind != "UnitDeployment" || !*ref.Controller || *ref.UID != "uid-1" {

@@ -2,7 +2,6 @@ package unitdeployment
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -18,6 +17,7 @@ import (
 
 	edgev1 "github.com/edgeunit/edgeunit/api/v1alpha1"
 	"github.com/edgeunit/edgeunit/controllers/index"
+	"github.com/edgeunit/edgeunit/controllers/internal/applied"
 )
 
 // observeUnits collects the selected units, sorted by name: their labels,
@@ -201,30 +201,22 @@ func (r *Reconciler) applyInstance(ctx context.Context, ud *edgev1.UnitDeploymen
 	if err != nil {
 		return nil, err
 	}
-	if cur != nil && cur.Annotations[annotationAppliedHash] == ac.Annotations[annotationAppliedHash] {
+	if cur != nil && cur.Annotations[applied.Annotation] == ac.Annotations[applied.Annotation] {
 		return cur, nil
 	}
 	key := types.NamespacedName{Namespace: d.Namespace, Name: d.Name}
-	if err := r.Client.Apply(ctx, ac, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying Deployment %s: %w", key, err)
+	out := &appsv1.Deployment{}
+	if err := applied.Apply(ctx, r.Client, ac, out, FieldOwner); err != nil {
+		return nil, fmt.Errorf("Deployment %s: %w", key, err)
 	}
 	ctrl.LoggerFrom(ctx).V(2).Info("Applied instance", "deployment", klog.KRef(key.Namespace, key.Name), "revision", d.Annotations[edgev1.AnnotationRevision])
-	// Apply fills ac from the response.
-	raw, err := json.Marshal(ac)
-	if err != nil {
-		return nil, fmt.Errorf("reading applied Deployment %s: %w", key, err)
-	}
-	applied := &appsv1.Deployment{}
-	if err := json.Unmarshal(raw, applied); err != nil {
-		return nil, fmt.Errorf("reading applied Deployment %s: %w", key, err)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.applied == nil {
 		r.applied = map[types.NamespacedName]*appsv1.Deployment{}
 	}
-	r.applied[key] = applied
-	return applied, nil
+	r.applied[key] = out
+	return out, nil
 }
 
 // pruneInstances deletes the instances of units no longer selected (or no
@@ -279,7 +271,7 @@ func (r *Reconciler) reconcileService(ctx context.Context, ud *edgev1.UnitDeploy
 		return nil
 	}
 	svc := Service(ud)
-	if cur != nil && cur.Annotations[annotationAppliedHash] == svc.Annotations[annotationAppliedHash] {
+	if cur != nil && cur.Annotations[applied.Annotation] == svc.Annotations[applied.Annotation] {
 		return nil
 	}
 	if err := r.Client.Apply(ctx, svc, client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
